@@ -1,0 +1,341 @@
+//! The closed set of graph operations and their attributes.
+//!
+//! Each variant's doc comment is the op's contract: operands, attributes, typing
+//! and exact meaning. The reference interpreter (`bnnc-runtime`) implements these
+//! words literally; every compiled path is tested against it.
+//!
+//! Conventions shared by all ops:
+//! - activations are NHWC, conv weights OHWI `[out, kh, kw, in/groups]`, dense
+//!   weights `[out, in]`; "channels" means the last axis;
+//! - integer element types compute on their numeric values (see
+//!   [`ElemType`](crate::ElemType)); where an op says "as f32" an integer is
+//!   converted with round-to-nearest (exact below 2^24);
+//! - `sign(x)` is -1 iff `x < 0`, so 0, -0.0 and NaN give +1.
+//!
+//! Adding an op: this enum + [`Op::name`] + the parser's attribute table
+//! (`text/parse.rs`) + printer (`text/print.rs`) + verifier (`verify.rs`) +
+//! interpreter (`bnnc-runtime`) + a corpus model. Exhaustive matches point at
+//! every place.
+
+use crate::tensor::TensorData;
+use crate::types::{ElemType, TensorType};
+
+/// How a binary convolution treats positions outside the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PadValue {
+    /// Padded positions hold +1 (bit 0). Free in packed kernels.
+    PlusOne,
+    /// Padded positions hold -1 (bit 1).
+    MinusOne,
+    /// Padded positions contribute nothing to the sum: what a float model trained
+    /// with zero padding computes. Compiled code implements it by a correction.
+    Zero,
+}
+
+impl PadValue {
+    /// The numeric value a padded position contributes as an operand of the product
+    /// (0 for [`PadValue::Zero`]).
+    pub fn value(self) -> i32 {
+        match self {
+            PadValue::PlusOne => 1,
+            PadValue::MinusOne => -1,
+            PadValue::Zero => 0,
+        }
+    }
+}
+
+/// Attributes of `conv2d`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dAttrs {
+    /// `[sh, sw]`, each >= 1.
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub padding: [usize; 4],
+    /// `[dh, dw]`, each >= 1.
+    pub dilation: [usize; 2],
+    /// Input and output channels are split into this many groups (>= 1).
+    pub groups: usize,
+    /// What padded positions hold. `None` means the input type's zero (f32 0.0,
+    /// integer 0), which is the same as [`PadValue::Zero`]; a `b1` input with
+    /// padding must name it, since -1/+1/nothing all have users.
+    pub pad_value: Option<PadValue>,
+}
+
+impl Default for Conv2dAttrs {
+    fn default() -> Self {
+        Conv2dAttrs {
+            stride: [1, 1],
+            padding: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+            pad_value: None,
+        }
+    }
+}
+
+impl Conv2dAttrs {
+    pub fn has_padding(&self) -> bool {
+        self.padding.iter().any(|&p| p > 0)
+    }
+
+    /// The pad value that applies: [`PadValue::Zero`] when none was named.
+    pub fn effective_pad(&self) -> PadValue {
+        self.pad_value.unwrap_or(PadValue::Zero)
+    }
+}
+
+/// Attributes of `maxpool2d` and `avgpool2d`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PoolAttrs {
+    /// `[kh, kw]`, each >= 1.
+    pub kernel: [usize; 2],
+    /// `[sh, sw]`, each >= 1 (defaults to the kernel).
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`; padded positions are never part of a window's
+    /// max or average (they are skipped, not filled).
+    pub padding: [usize; 4],
+}
+
+/// A `sign` op's gradient estimator for training: a name and its numeric
+/// parameters. Inference ignores it; the text format keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimator {
+    pub name: String,
+    /// Parameters sorted by name.
+    pub params: Vec<(String, f64)>,
+}
+
+/// Known estimators and the parameters each accepts. The trainer defines their
+/// meaning; the IR only checks names.
+pub const ESTIMATORS: &[(&str, &[&str])] = &[
+    // Straight-through with clipping (Hubara et al.): grad 1 where |x| <= clip.
+    ("ste", &["clip"]),
+    // Identity straight-through (no clipping).
+    ("identity", &[]),
+    // Bi-Real Net's piecewise-polynomial ApproxSign.
+    ("approx_sign", &[]),
+    // SwishSign (BNN+): derivative of 2*sigmoid(beta x)(1 + beta x (1 - sigmoid(beta x))) - 1.
+    ("swish_sign", &["beta"]),
+    // DIR-Net distribution-sensitive two-stage estimator, k and t scheduled over training.
+    ("dte", &["k_min", "k_max", "t_min", "t_max"]),
+    // FDA: truncated Fourier series of the square wave, plus noise adaptation.
+    ("fda", &["terms", "omega", "noise"]),
+    // Learned binarizer ("binarization as binary classification").
+    ("learned", &["hidden"]),
+];
+
+/// A graph operation. Operands are listed in order; `[C]` means one value per
+/// channel (the last axis of the first operand).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A model input of the declared type. No operands.
+    Input(TensorType),
+    /// A tensor read from the weights file under `key`, of the declared type.
+    /// Storage: `f32` as F32, `i32` as I32, `b1`/`ternary`/`iN` as I8 holding the
+    /// numeric values, `uN` as U8.
+    Weight { key: String, ty: TensorType },
+    /// A small constant written in the model text, row-major.
+    Const { ty: TensorType, data: TensorData },
+    /// `sign(x)`: any type -> `b1`, elementwise; -1 iff x < 0 (0, -0.0, NaN -> +1).
+    /// `estimator` is a training attribute.
+    Sign { estimator: Option<Estimator> },
+    /// `quantize(x)`: any type -> `to` (a `uN` or `iN`), elementwise:
+    /// `q = clamp(round_half_even(x / scale) + zero_point, lo, hi)` computed in f32
+    /// then i64, where `[lo, hi]` is `clip` if given, else the range of `to`.
+    /// NaN quantizes to `zero_point` clamped into range.
+    Quantize {
+        to: ElemType,
+        scale: f32,
+        zero_point: i32,
+        clip: Option<(i32, i32)>,
+    },
+    /// `dequantize(q)`: integer type -> `f32`: `(q - zero_point) as f32 * scale`.
+    Dequantize { scale: f32, zero_point: i32 },
+    /// `ternarize(x)`: any type -> `ternary`: +1 if x > delta, -1 if x < -delta,
+    /// else 0 (NaN -> 0).
+    Ternarize { delta: f32 },
+    /// `threshold(x, t)` or `threshold(x, t, dir)`: multi-threshold over channels.
+    /// `x: i32|f32 [.., C]`, `t: [C, T]` or `[1, T]` of x's type, optional
+    /// `dir: i32 [C]` holding +1 or -1 (default +1). For channel c the result counts
+    /// the thresholds passed: `#{k : x >= t[c,k]}` when dir = +1,
+    /// `#{k : x <= t[c,k]}` when dir = -1. Thresholds need not be sorted.
+    /// T = 1 gives `b1` (count 1 -> +1, count 0 -> -1, so `threshold(x, [0])` is
+    /// `sign(x)`); T = 2^n - 1 gives `un`, the count itself.
+    Threshold,
+    /// `conv2d(x, w)`: `x: [N, H, W, C]`, `w: [O, kh, kw, C/groups]` -> `[N, OH, OW, O]`
+    /// with `OH = (H + top + bottom - dh*(kh-1) - 1) / sh + 1` (likewise OW).
+    /// `out[n,y,x,o] = sum_{i,j,c} in(n, y*sh - top + i*dh, x*sw - left + j*dw,
+    /// g*Cg + c) * w[o,i,j,c]` where g = o / (O/groups), Cg = C/groups, and an
+    /// out-of-bounds position contributes the pad value (0 contributes nothing).
+    /// Element-type pairs (x, w) -> out: see [`dot_result_type`].
+    Conv2d(Conv2dAttrs),
+    /// `dense(x, w)`: `x: [N, K]`, `w: [O, K]` -> `[N, O]`,
+    /// `out[n,o] = sum_k x[n,k] * w[o,k]`; types as [`dot_result_type`]. For
+    /// b1 x b1 this is `K - 2 * popcount(a xor w)`.
+    Dense,
+    /// `batchnorm(x, gamma, beta, mean, var)`, per channel, all `f32 [C]`:
+    /// `y = (x - mean) / sqrt(var + eps) * gamma + beta`, evaluated in f32 in
+    /// exactly that order. Any input type; result `f32`.
+    BatchNorm { eps: f32 },
+    /// `add(a, b)`: broadcasting (numpy rules) elementwise sum. Result `f32` if
+    /// either operand is `f32`, else `i32` (wrapping).
+    Add,
+    /// `sub(a, b)`: as `add`, `a - b`.
+    Sub,
+    /// `mul(a, b)`: as `add`, `a * b`.
+    Mul,
+    /// `relu(x) = max(x, 0)`; `f32` stays `f32`, integer types give `i32`.
+    /// NaN stays NaN.
+    Relu,
+    /// `prelu(x, alpha)`, `alpha: f32 [C]`: `x` if `x > 0` else `alpha * x`; `f32`.
+    Prelu,
+    /// `rprelu(x, gamma, beta, zeta)` (ReActNet), all `f32 [C]`:
+    /// `u = x - gamma; y = (u > 0 ? u : beta * u) + zeta`; `f32`.
+    Rprelu,
+    /// `hardtanh(x) = min(max(x, -1), 1)`; `f32`. NaN stays NaN.
+    Hardtanh,
+    /// `clip(x, min=a, max=b) = min(max(x, a), b)`; `f32`. NaN stays NaN.
+    Clip { min: f32, max: f32 },
+    /// `sigmoid(x) = 1 / (1 + exp(-x))`; `f32`.
+    Sigmoid,
+    /// `maxpool2d(x)`: `[N,H,W,C]`, max over each window of in-bounds positions;
+    /// keeps the element type (a `b1` max is +1 if any element is +1).
+    MaxPool2d(PoolAttrs),
+    /// `avgpool2d(x)`: mean (as f32) over the in-bounds positions of each window;
+    /// `f32`. Sum in row-major window order, then divide by the count.
+    AvgPool2d(PoolAttrs),
+    /// `global_avgpool(x)`: `[N,H,W,C] -> [N,C]`, mean over H and W as f32,
+    /// summed in row-major order then divided by H*W.
+    GlobalAvgPool,
+    /// `concat(a, b, ...)` along `axis` (negative counts from the end); one element
+    /// type; the other dimensions equal.
+    Concat { axis: i64 },
+    /// `replicate(x, times=beta)`: `[.., C] -> [.., beta*C]`,
+    /// `out[.., j] = x[.., j mod C]` (RepConv/Reptran channel replication: the
+    /// input repeated beta times along channels).
+    Replicate { times: usize },
+    /// `channel_shuffle(x, groups=g)` (ShuffleNet): `C = g*m`;
+    /// `out[.., i*g + k] = x[.., k*m + i]` for i < m, k < g.
+    ChannelShuffle { groups: usize },
+    /// `flatten(x)`: `[N, d1, ..] -> [N, d1*..]`, row-major.
+    Flatten,
+    /// `reshape(x, shape=[..])`: row-major reinterpretation; the batch `N` may
+    /// appear only first, and only if x is batched.
+    Reshape { shape: Vec<crate::types::Dim> },
+    /// `softmax(x, axis)`: `exp(x - max) / sum exp(x - max)` along axis; `f32`.
+    Softmax { axis: i64 },
+    /// `argmax(x, axis)`: index (`i32`) of the first maximum along axis, which is
+    /// removed. NaN elements never win unless the first element is NaN and nothing
+    /// compares greater than it (then 0).
+    Argmax { axis: i64 },
+}
+
+impl Op {
+    /// The op's name in the text format.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input(_) => "input",
+            Op::Weight { .. } => "weight",
+            Op::Const { .. } => "const",
+            Op::Sign { .. } => "sign",
+            Op::Quantize { .. } => "quantize",
+            Op::Dequantize { .. } => "dequantize",
+            Op::Ternarize { .. } => "ternarize",
+            Op::Threshold => "threshold",
+            Op::Conv2d(_) => "conv2d",
+            Op::Dense => "dense",
+            Op::BatchNorm { .. } => "batchnorm",
+            Op::Add => "add",
+            Op::Sub => "sub",
+            Op::Mul => "mul",
+            Op::Relu => "relu",
+            Op::Prelu => "prelu",
+            Op::Rprelu => "rprelu",
+            Op::Hardtanh => "hardtanh",
+            Op::Clip { .. } => "clip",
+            Op::Sigmoid => "sigmoid",
+            Op::MaxPool2d(_) => "maxpool2d",
+            Op::AvgPool2d(_) => "avgpool2d",
+            Op::GlobalAvgPool => "global_avgpool",
+            Op::Concat { .. } => "concat",
+            Op::Replicate { .. } => "replicate",
+            Op::ChannelShuffle { .. } => "channel_shuffle",
+            Op::Flatten => "flatten",
+            Op::Reshape { .. } => "reshape",
+            Op::Softmax { .. } => "softmax",
+            Op::Argmax { .. } => "argmax",
+        }
+    }
+
+    /// Allowed operand counts `(min, max)`; `max = usize::MAX` for variadic.
+    pub fn arity(&self) -> (usize, usize) {
+        match self {
+            Op::Input(_) | Op::Weight { .. } | Op::Const { .. } => (0, 0),
+            Op::Threshold => (2, 3),
+            Op::Conv2d(_) | Op::Dense | Op::Add | Op::Sub | Op::Mul | Op::Prelu => (2, 2),
+            Op::BatchNorm { .. } => (5, 5),
+            Op::Rprelu => (4, 4),
+            Op::Concat { .. } => (1, usize::MAX),
+            Op::Sign { .. }
+            | Op::Quantize { .. }
+            | Op::Dequantize { .. }
+            | Op::Ternarize { .. }
+            | Op::Relu
+            | Op::Hardtanh
+            | Op::Clip { .. }
+            | Op::Sigmoid
+            | Op::MaxPool2d(_)
+            | Op::AvgPool2d(_)
+            | Op::GlobalAvgPool
+            | Op::Replicate { .. }
+            | Op::ChannelShuffle { .. }
+            | Op::Flatten
+            | Op::Reshape { .. }
+            | Op::Softmax { .. }
+            | Op::Argmax { .. } => (1, 1),
+        }
+    }
+
+    /// Names of the operands, for messages (`None` for variadic ops).
+    pub fn operand_names(&self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            Op::Input(_) | Op::Weight { .. } | Op::Const { .. } => &[],
+            Op::Threshold => &["x", "thresholds", "dir"],
+            Op::Conv2d(_) | Op::Dense => &["x", "w"],
+            Op::Add | Op::Sub | Op::Mul => &["a", "b"],
+            Op::Prelu => &["x", "alpha"],
+            Op::BatchNorm { .. } => &["x", "gamma", "beta", "mean", "var"],
+            Op::Rprelu => &["x", "gamma", "beta", "zeta"],
+            Op::Concat { .. } => return None,
+            _ => &["x"],
+        })
+    }
+
+    /// True for ops that declare a value rather than compute one.
+    pub fn is_leaf(&self) -> bool {
+        matches!(self, Op::Input(_) | Op::Weight { .. } | Op::Const { .. })
+    }
+}
+
+/// The result element type of `conv2d`/`dense` for an (input, weight) pair, or
+/// `None` when no kernel exists. The pairs:
+/// - `f32 x f32 -> f32`;
+/// - `f32 x b1 -> f32` and `f32 x ternary -> f32` (binary/ternary-weight networks:
+///   additions and subtractions only);
+/// - `b1 x b1 -> i32` (XNOR/popcount), `b1 x ternary`, `ternary x ternary -> i32`;
+/// - `uN x b1 -> i32`, `uN x uM -> i32` (bit-serial);
+/// - `i8 x i8 -> i32`.
+pub fn dot_result_type(x: ElemType, w: ElemType) -> Option<ElemType> {
+    use ElemType::*;
+    match (x, w) {
+        (F32, F32) | (F32, B1) | (F32, Ternary) => Some(F32),
+        (B1, B1) | (B1, Ternary) | (Ternary, Ternary) => Some(I32),
+        (UInt(_), B1) | (UInt(_), UInt(_)) => Some(I32),
+        (SInt(8), SInt(8)) => Some(I32),
+        _ => None,
+    }
+}
+
+/// The supported pairs of [`dot_result_type`], for error messages.
+pub const DOT_PAIRS: &str = "f32 x f32, f32 x b1, f32 x ternary, b1 x b1, b1 x ternary, \
+ternary x ternary, uN x b1, uN x uM, i8 x i8";
