@@ -42,12 +42,23 @@ pub struct NodeLocs {
     pub op: Loc,
     /// Each operand, in order.
     pub operands: Vec<Loc>,
+    /// Each attribute key as written.
+    pub attrs: Vec<(String, Loc)>,
 }
 
 impl NodeLocs {
     /// The location of operand `i`, falling back to the op.
     pub fn operand(&self, i: usize) -> Loc {
         self.operands.get(i).copied().unwrap_or(self.op)
+    }
+
+    /// The location of attribute `key`, falling back to the op.
+    pub fn attr(&self, key: &str) -> Loc {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, l)| *l)
+            .unwrap_or(self.op)
     }
 }
 

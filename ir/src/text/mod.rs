@@ -19,8 +19,8 @@
 //! not kept); `parse(print(g)) == g` for every graph `g`.
 
 mod lex;
-mod parse;
-mod print;
+pub(crate) mod parse;
+pub(crate) mod print;
 
 pub use parse::parse;
 pub use print::print;
