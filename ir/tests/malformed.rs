@@ -1,0 +1,117 @@
+//! Every malformed model gives one clear diagnostic naming file:line:col, what was
+//! found and what was expected. Each case's rendered message is a snapshot.
+
+use std::path::Path;
+
+use bnnc_ir::{ElemType, Model, Tensor, Weights};
+
+/// Loads `src` as `bad.ir` against a small weights file (keys `w`: f32[4, 8],
+/// `k`: f32[4, 3, 3, 2], `g`: f32[4], `i`: I8[3] holding 0) and renders the error.
+fn error_of(src: &str) -> String {
+    let file = Path::new("bad.ir");
+    let graph = match Model::parse_checked(src, file) {
+        Ok(g) => g,
+        Err(e) => return e.to_string(),
+    };
+    let mut w = Weights::new();
+    w.insert("w", Tensor::f32(vec![4, 8], vec![0.5; 32]));
+    w.insert("k", Tensor::f32(vec![4, 3, 3, 2], vec![0.5; 72]));
+    w.insert("g", Tensor::f32(vec![4], vec![1.0; 4]));
+    w.insert("i", Tensor::int(ElemType::SInt(8), vec![3], vec![1, 0, -1]));
+    let weights = graph.weights.is_some().then_some(&w);
+    match Model::from_graph(graph, weights, file) {
+        Ok(_) => panic!("expected an error for:\n{src}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+macro_rules! malformed {
+    ($($name:ident: $src:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                let msg = error_of($src);
+                assert!(msg.starts_with("bad.ir:"), "{msg}");
+                insta::assert_snapshot!(stringify!($name), msg);
+            }
+        )*
+    };
+}
+
+const HEAD: &str = "model m\nweights \"m.safetensors\"\ninput x: f32[N, 8]\n";
+
+fn with_head(body: &str) -> String {
+    format!("{HEAD}{body}")
+}
+
+malformed! {
+    empty_file: "# nothing here\n";
+    missing_model_line: "input x: f32[N, 4]\noutput x\n";
+    second_model_line: "model a\nmodel b\n";
+    weights_without_path: "model m\nweights m.safetensors\n";
+    unknown_op: &with_head("y = relux(x)\noutput y\n");
+    unknown_op_no_hint: &with_head("y = frobnicate(x)\noutput y\n");
+    wrong_arity: &with_head("y = dense(x)\noutput y\n");
+    too_many_operands: &with_head("y = relu(x, x)\noutput y\n");
+    unknown_value: &with_head("y = relu(z)\noutput y\n");
+    use_before_definition: &with_head("y = relu(z)\nz = relu(x)\noutput y\n");
+    self_cycle: &with_head("y = add(y, x)\noutput y\n");
+    duplicate_name: &with_head("y = relu(x)\ny = sigmoid(x)\noutput y\n");
+    missing_output: &with_head("y = relu(x)\n");
+    unknown_attribute: &with_head("y = relu(x, alpha=0.1)\noutput y\n");
+    unknown_attribute_lists_valid: "model m\ninput x: f32[N, 8, 8, 2]\ny = maxpool2d(x, kernel=2, strides=2)\noutput y\n";
+    missing_required_attribute: &with_head("y = replicate(x)\noutput y\n");
+    bad_attribute_value: &with_head("y = replicate(x, times=two)\noutput y\n");
+    bad_pad_value: "model m\ninput x: b1[N, 8, 8, 2]\nk = [1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1]: b1[1, 3, 3, 2]\ny = conv2d(x, k, padding=1, pad_value=2)\noutput y\n";
+    binary_padding_needs_pad_value: "model m\ninput x: b1[N, 8, 8, 2]\nk = [1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1]: b1[1, 3, 3, 2]\ny = conv2d(x, k, padding=1)\noutput y\n";
+    dense_type_mismatch: &with_head("xb = sign(x)\nw = @w: f32[4, 8]\ny = dense(xb, w)\noutput y\n");
+    dense_shape_mismatch: "model m\nweights \"m.safetensors\"\ninput x: f32[N, 9]\nw = @w: f32[4, 8]\ny = dense(x, w)\noutput y\n";
+    conv_channel_mismatch: "model m\nweights \"m.safetensors\"\ninput x: f32[N, 8, 8, 3]\nk = @k: f32[4, 3, 3, 2]\ny = conv2d(x, k, padding=1)\noutput y\n";
+    conv_needs_rank_4: &with_head("k = @k: f32[4, 3, 3, 2]\ny = conv2d(x, k)\noutput y\n");
+    kernel_does_not_fit: "model m\nweights \"m.safetensors\"\ninput x: f32[N, 2, 2, 2]\nk = @k: f32[4, 3, 3, 2]\ny = conv2d(x, k)\noutput y\n";
+    broadcast_mismatch: &with_head("c = [1, 2, 3]: f32[3]\ny = add(x, c)\noutput y\n");
+    batchnorm_param_shape: &with_head("g = @g: f32[4]\ny = batchnorm(x, g, g, g, g)\noutput y\n");
+    missing_weight: &with_head("w = @fc.weight: f32[4, 8]\ny = dense(x, w)\noutput y\n");
+    weight_wrong_shape: &with_head("w = @w: f32[8, 4]\noutput w\n");
+    weight_wrong_dtype: &with_head("w = @w: i8[4, 8]\noutput w\n");
+    weight_wrong_values: &with_head("w = @i: b1[3]\ny = add(x, x)\noutput y\n");
+    weight_without_file: "model m\ninput x: f32[N, 8]\nw = @w: f32[4, 8]\ny = dense(x, w)\noutput y\n";
+    unknown_elem_type: "model m\ninput x: f16[N, 8]\noutput x\n";
+    batch_not_first: "model m\ninput x: f32[4, N]\noutput x\n";
+    bad_dimension: "model m\ninput x: f32[N, 0]\noutput x\n";
+    constant_count_mismatch: &with_head("c = [1, 2, 3]: f32[2]\noutput c\n");
+    constant_not_in_type: &with_head("c = [1, 0, -1]: b1[3]\noutput c\n");
+    unterminated_string: "model m\nweights \"m.safetensors\n";
+    unexpected_character: &with_head("y = relu(x) $\noutput y\n");
+    operand_after_attribute: "model m\ninput x: f32[N, 8, 8, 2]\ny = concat(x, axis=1, x)\noutput y\n";
+    threshold_count: &with_head("xi = quantize(x, to=i8, scale=0.5)\nt = [0, 1, 2, 3]: i32[1, 4]\ny = threshold(xi, t)\noutput y\n");
+    quantize_bad_clip: &with_head("q = quantize(x, to=u4, scale=0.5, clip=[0, 20])\noutput q\n");
+    unknown_estimator: &with_head("y = sign(x, estimator=magic)\noutput y\n");
+    estimator_param_unknown: &with_head("y = sign(x, estimator=ste, beta=2)\noutput y\n");
+    keyword_as_name: &with_head("output = relu(x)\noutput x\n");
+    concat_axis_out_of_range: &with_head("y = concat(x, x, axis=3)\noutput y\n");
+    reshape_changes_size: &with_head("y = reshape(x, shape=[N, 3, 3])\noutput y\n");
+    output_twice: &with_head("y = relu(x)\noutput y, y\n");
+    missing_equals_rhs: &with_head("y =\noutput x\n");
+}
+
+#[test]
+fn missing_weights_file_is_an_io_error_not_a_panic() {
+    let dir = std::env::temp_dir().join(format!("bnnc-malformed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("m.ir");
+    std::fs::write(
+        &p,
+        with_head("w = @w: f32[4, 8]\ny = dense(x, w)\noutput y\n"),
+    )
+    .unwrap();
+    let e = Model::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("m.safetensors") && e.contains("cannot read"),
+        "{e}"
+    );
+    std::fs::write(dir.join("m.safetensors"), b"garbage").unwrap();
+    let e = Model::load(&p).unwrap_err().to_string();
+    assert!(e.contains("not a safetensors file"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
