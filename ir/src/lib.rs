@@ -10,8 +10,10 @@
 
 pub mod error;
 pub mod graph;
+pub mod kir;
 pub mod model;
 pub mod op;
+pub mod target;
 pub mod tensor;
 pub mod text;
 pub mod types;
