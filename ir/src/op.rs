@@ -149,13 +149,15 @@ pub enum Op {
         zero_point: i32,
         clip: Option<(i32, i32)>,
     },
-    /// `dequantize(q)`: integer type -> `f32`: `(q - zero_point) as f32 * scale`.
+    /// `dequantize(q)`: integer type -> `f32`: `((q - zero_point) as f32) * scale`,
+    /// the difference taken exactly (in i64) before the conversion.
     Dequantize { scale: f32, zero_point: i32 },
     /// `ternarize(x)`: any type -> `ternary`: +1 if x > delta, -1 if x < -delta,
-    /// else 0 (NaN -> 0).
+    /// else 0 (NaN -> 0). Integers are compared exactly (not rounded to f32).
     Ternarize { delta: f32 },
     /// `threshold(x, t)` or `threshold(x, t, dir)`: multi-threshold over channels.
-    /// `x: i32|f32 [.., C]`, `t: [C, T]` or `[1, T]` of x's type, optional
+    /// `x: [.., C]` of any integer type with `t: i32`, or `f32` with `t: f32`;
+    /// `t: [C, T]` or `[1, T]` (one row shared by all channels), optional
     /// `dir: i32 [C]` holding +1 or -1 (default +1). For channel c the result counts
     /// the thresholds passed: `#{k : x >= t[c,k]}` when dir = +1,
     /// `#{k : x <= t[c,k]}` when dir = -1. Thresholds need not be sorted.
@@ -167,11 +169,14 @@ pub enum Op {
     /// `out[n,y,x,o] = sum_{i,j,c} in(n, y*sh - top + i*dh, x*sw - left + j*dw,
     /// g*Cg + c) * w[o,i,j,c]` where g = o / (O/groups), Cg = C/groups, and an
     /// out-of-bounds position contributes the pad value (0 contributes nothing).
-    /// Element-type pairs (x, w) -> out: see [`dot_result_type`].
+    /// Element-type pairs (x, w) -> out: see [`dot_result_type`]. Products are
+    /// taken literally (an f32 input times a 0 ternary weight is `x * 0.0`), and
+    /// f32 sums start from +0.0 and add in (i, j, c) order; integer sums wrap.
     Conv2d(Conv2dAttrs),
     /// `dense(x, w)`: `x: [N, K]`, `w: [O, K]` -> `[N, O]`,
     /// `out[n,o] = sum_k x[n,k] * w[o,k]`; types as [`dot_result_type`]. For
-    /// b1 x b1 this is `K - 2 * popcount(a xor w)`.
+    /// b1 x b1 this is `K - 2 * popcount(a xor w)`. f32 sums start from +0.0
+    /// and add in k order.
     Dense,
     /// `batchnorm(x, gamma, beta, mean, var)`, per channel, all `f32 [C]`:
     /// `y = (x - mean) / sqrt(var + eps) * gamma + beta`, evaluated in f32 in
@@ -184,8 +189,8 @@ pub enum Op {
     Sub,
     /// `mul(a, b)`: as `add`, `a * b`.
     Mul,
-    /// `relu(x) = max(x, 0)`; `f32` stays `f32`, integer types give `i32`.
-    /// NaN stays NaN.
+    /// `relu(x)`: `x` if `x > 0`, NaN if `x` is NaN, else +0.0 (so relu(-0.0) is
+    /// +0.0); `f32` stays `f32`, integer types give `i32`.
     Relu,
     /// `prelu(x, alpha)`, `alpha: f32 [C]`: `x` if `x > 0` else `alpha * x`; `f32`.
     Prelu,
@@ -198,11 +203,14 @@ pub enum Op {
     Clip { min: f32, max: f32 },
     /// `sigmoid(x) = 1 / (1 + exp(-x))`; `f32`.
     Sigmoid,
-    /// `maxpool2d(x)`: `[N,H,W,C]`, max over each window of in-bounds positions;
-    /// keeps the element type (a `b1` max is +1 if any element is +1).
+    /// `maxpool2d(x)`: `[N,H,W,C]`, max over each window of in-bounds positions,
+    /// scanned in row-major order: the first element, replaced by each later one
+    /// that compares greater (so an f32 NaN wins only when it comes first).
+    /// Keeps the element type (a `b1` max is +1 if any element is +1).
     MaxPool2d(PoolAttrs),
-    /// `avgpool2d(x)`: mean (as f32) over the in-bounds positions of each window;
-    /// `f32`. Sum in row-major window order, then divide by the count.
+    /// `avgpool2d(x)`: mean over the in-bounds positions of each window; `f32`.
+    /// Each element is converted to f32, summed from +0.0 in row-major window
+    /// order, then divided by the count.
     AvgPool2d(PoolAttrs),
     /// `global_avgpool(x)`: `[N,H,W,C] -> [N,C]`, mean over H and W as f32,
     /// summed in row-major order then divided by H*W.
@@ -222,7 +230,8 @@ pub enum Op {
     /// `reshape(x, shape=[..])`: row-major reinterpretation; the batch `N` may
     /// appear only first, and only if x is batched.
     Reshape { shape: Vec<crate::types::Dim> },
-    /// `softmax(x, axis)`: `exp(x - max) / sum exp(x - max)` along axis; `f32`.
+    /// `softmax(x, axis)`: `exp(x - max) / sum exp(x - max)` along axis, the max
+    /// taken over non-NaN elements and the sum in index order; `f32`.
     Softmax { axis: i64 },
     /// `argmax(x, axis)`: index (`i32`) of the first maximum along axis, which is
     /// removed. NaN elements never win unless the first element is NaN and nothing

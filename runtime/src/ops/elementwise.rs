@@ -1,0 +1,275 @@
+//! Elementwise ops: sign, ternarize, activations, batchnorm, broadcasting
+//! arithmetic.
+
+use bnnc_ir::{ElemType, Tensor, TensorData};
+
+use super::{as_f32, channels, f32_tensor, int_tensor, ints, op_err, per_channel, OpResult};
+
+/// `sign(x)`: any type -> `b1`. Each element is -1 iff it is `< 0`, else +1; so
+/// +0.0, -0.0 and NaN give +1. Integer inputs compare their numeric values.
+pub fn sign(x: &Tensor) -> OpResult {
+    let out: Vec<i32> = match &x.data {
+        TensorData::F32(_) => {
+            let v = super::f32s(x, "sign")?;
+            v.iter().map(|&e| if e < 0.0 { -1 } else { 1 }).collect()
+        }
+        TensorData::Int(_) => {
+            let v = ints(x, "sign")?;
+            v.iter().map(|&e| if e < 0 { -1 } else { 1 }).collect()
+        }
+    };
+    int_tensor(ElemType::B1, x.dims.clone(), out)
+}
+
+/// `ternarize(x, delta)`: any type -> `ternary`. +1 if `x > delta`, -1 if
+/// `x < -delta`, else 0 (NaN gives 0). The comparison is exact on the numeric
+/// values (done in f64, where every i32 and f32 is exact), so a large integer is
+/// never rounded before it is compared.
+pub fn ternarize(x: &Tensor, delta: f32) -> OpResult {
+    let d = delta as f64;
+    let t = |e: f64| {
+        if e > d {
+            1
+        } else if e < -d {
+            -1
+        } else {
+            0
+        }
+    };
+    let out: Vec<i32> = match &x.data {
+        TensorData::F32(_) => super::f32s(x, "ternarize")?
+            .iter()
+            .map(|&e| t(e as f64))
+            .collect(),
+        TensorData::Int(_) => ints(x, "ternarize")?.iter().map(|&e| t(e as f64)).collect(),
+    };
+    int_tensor(ElemType::Ternary, x.dims.clone(), out)
+}
+
+/// `relu(x) = max(x, 0)`. `f32` stays `f32`: positive values are kept, NaN stays
+/// NaN, everything else (negatives, -0.0, +0.0) gives +0.0. Integer types give
+/// `i32` with `max(v, 0)`.
+pub fn relu(x: &Tensor) -> OpResult {
+    match &x.data {
+        TensorData::F32(_) => {
+            let v = super::f32s(x, "relu")?;
+            let out = v
+                .iter()
+                .map(|&e| if e > 0.0 || e.is_nan() { e } else { 0.0 })
+                .collect();
+            f32_tensor(x.dims.clone(), out)
+        }
+        TensorData::Int(_) => {
+            let v = ints(x, "relu")?;
+            int_tensor(
+                ElemType::I32,
+                x.dims.clone(),
+                v.iter().map(|&e| e.max(0)).collect(),
+            )
+        }
+    }
+}
+
+/// `prelu(x, alpha)`, `alpha: f32 [C]`: `x` if `x > 0` else `alpha[c] * x`, in f32
+/// (integer `x` converted as f32). NaN gives NaN.
+pub fn prelu(x: &Tensor, alpha: &Tensor) -> OpResult {
+    let c = channels(x, "prelu x")?;
+    let alpha = per_channel(alpha, c, "prelu alpha")?;
+    let v = as_f32(x, "prelu x")?;
+    let out = map_channels(&v, c, |e, ch| if e > 0.0 { e } else { alpha[ch] * e });
+    f32_tensor(x.dims.clone(), out)
+}
+
+/// `rprelu(x, gamma, beta, zeta)` (ReActNet), all `f32 [C]`:
+/// `u = x - gamma[c]; y = (u > 0 ? u : beta[c] * u) + zeta[c]`, in f32.
+pub fn rprelu(x: &Tensor, gamma: &Tensor, beta: &Tensor, zeta: &Tensor) -> OpResult {
+    let c = channels(x, "rprelu x")?;
+    let gamma = per_channel(gamma, c, "rprelu gamma")?;
+    let beta = per_channel(beta, c, "rprelu beta")?;
+    let zeta = per_channel(zeta, c, "rprelu zeta")?;
+    let v = as_f32(x, "rprelu x")?;
+    let out = map_channels(&v, c, |e, ch| {
+        let u = e - gamma[ch];
+        (if u > 0.0 { u } else { beta[ch] * u }) + zeta[ch]
+    });
+    f32_tensor(x.dims.clone(), out)
+}
+
+/// `hardtanh(x) = min(max(x, -1), 1)` in f32; NaN stays NaN, -0.0 stays -0.0.
+pub fn hardtanh(x: &Tensor) -> OpResult {
+    clip(x, -1.0, 1.0)
+}
+
+/// `clip(x, min=a, max=b) = min(max(x, a), b)` in f32 (integers converted as
+/// f32); NaN stays NaN. Literal order: with `a > b` every element becomes `b`.
+pub fn clip(x: &Tensor, min: f32, max: f32) -> OpResult {
+    let v = as_f32(x, "clip")?;
+    let out = v
+        .iter()
+        .map(|&e| {
+            if e.is_nan() {
+                return e;
+            }
+            let lo = if e < min { min } else { e };
+            if lo > max {
+                max
+            } else {
+                lo
+            }
+        })
+        .collect();
+    f32_tensor(x.dims.clone(), out)
+}
+
+/// `sigmoid(x) = 1 / (1 + exp(-x))` in f32.
+pub fn sigmoid(x: &Tensor) -> OpResult {
+    let v = as_f32(x, "sigmoid")?;
+    let out = v.iter().map(|&e| 1.0 / (1.0 + (-e).exp())).collect();
+    f32_tensor(x.dims.clone(), out)
+}
+
+/// `batchnorm(x, gamma, beta, mean, var, eps)`, parameters `f32 [C]`:
+/// `y = (x - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c]`, evaluated in
+/// f32 in exactly that order (x converted to f32 first; no fused multiply-add).
+pub fn batchnorm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f32,
+) -> OpResult {
+    let c = channels(x, "batchnorm x")?;
+    let gamma = per_channel(gamma, c, "batchnorm gamma")?;
+    let beta = per_channel(beta, c, "batchnorm beta")?;
+    let mean = per_channel(mean, c, "batchnorm mean")?;
+    let var = per_channel(var, c, "batchnorm var")?;
+    let v = as_f32(x, "batchnorm x")?;
+    let out = map_channels(&v, c, |e, ch| {
+        let centered = e - mean[ch];
+        let std = (var[ch] + eps).sqrt();
+        let normed = centered / std;
+        let scaled = normed * gamma[ch];
+        scaled + beta[ch]
+    });
+    f32_tensor(x.dims.clone(), out)
+}
+
+/// Applies `f(value, channel)` to every element of a `[.., C]` buffer.
+fn map_channels(v: &[f32], c: usize, f: impl Fn(f32, usize) -> f32) -> Vec<f32> {
+    if c == 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(v.len());
+    for row in v.chunks(c) {
+        out.extend(row.iter().enumerate().map(|(ch, &e)| f(e, ch)));
+    }
+    out
+}
+
+/// `add(a, b)`: numpy-broadcasting elementwise `a + b`. `f32` if either operand
+/// is `f32` (an integer operand converted as f32), else `i32` with wrapping
+/// arithmetic.
+pub fn add(a: &Tensor, b: &Tensor) -> OpResult {
+    arith(a, b, "add", |x, y| x + y, i32::wrapping_add)
+}
+
+/// `sub(a, b)`: as [`add`], `a - b`.
+pub fn sub(a: &Tensor, b: &Tensor) -> OpResult {
+    arith(a, b, "sub", |x, y| x - y, i32::wrapping_sub)
+}
+
+/// `mul(a, b)`: as [`add`], `a * b`.
+pub fn mul(a: &Tensor, b: &Tensor) -> OpResult {
+    arith(a, b, "mul", |x, y| x * y, i32::wrapping_mul)
+}
+
+fn arith(
+    a: &Tensor,
+    b: &Tensor,
+    what: &str,
+    ff: impl Fn(f32, f32) -> f32,
+    fi: impl Fn(i32, i32) -> i32,
+) -> OpResult {
+    let (dims, ia, ib) = broadcast(&a.dims, &b.dims).ok_or_else(|| {
+        op_err!(
+            "{what}: dims {:?} and {:?} do not broadcast",
+            a.dims,
+            b.dims
+        )
+    })?;
+    if a.elem == ElemType::F32 || b.elem == ElemType::F32 {
+        let va = as_f32(a, what)?;
+        let vb = as_f32(b, what)?;
+        let out = ia
+            .iter()
+            .zip(&ib)
+            .map(|(&i, &j)| ff(va[i], vb[j]))
+            .collect();
+        f32_tensor(dims, out)
+    } else {
+        let va = ints(a, what)?;
+        let vb = ints(b, what)?;
+        let out = ia
+            .iter()
+            .zip(&ib)
+            .map(|(&i, &j)| fi(va[i], vb[j]))
+            .collect();
+        int_tensor(ElemType::I32, dims, out)
+    }
+}
+
+/// Numpy broadcasting of two shapes (right-aligned; a dimension of 1 stretches).
+/// Returns the result dims and, for every result element in row-major order, the
+/// flat index of the element of `a` and of `b` it reads.
+pub fn broadcast(a: &[usize], b: &[usize]) -> Option<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+    let r = a.len().max(b.len());
+    let pad = |d: &[usize]| -> Vec<usize> {
+        let mut p = vec![1; r - d.len()];
+        p.extend_from_slice(d);
+        p
+    };
+    let (pa, pb) = (pad(a), pad(b));
+    let mut dims = Vec::with_capacity(r);
+    for (&x, &y) in pa.iter().zip(&pb) {
+        dims.push(match (x, y) {
+            _ if x == y => x,
+            (1, _) => y,
+            (_, 1) => x,
+            _ => return None,
+        });
+    }
+    // Row-major strides of each operand; 0 along broadcast axes.
+    let strides = |p: &[usize]| -> Vec<usize> {
+        let mut s = vec![0; r];
+        let mut acc = 1usize;
+        for k in (0..r).rev() {
+            s[k] = if p[k] == 1 { 0 } else { acc };
+            acc = acc.saturating_mul(p[k]);
+        }
+        s
+    };
+    let (sa, sb) = (strides(&pa), strides(&pb));
+    let n = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    let mut ia = Vec::with_capacity(n);
+    let mut ib = Vec::with_capacity(n);
+    let mut idx = vec![0usize; r];
+    let (mut offa, mut offb) = (0usize, 0usize);
+    for _ in 0..n {
+        ia.push(offa);
+        ib.push(offb);
+        // Odometer increment, innermost axis first.
+        for k in (0..r).rev() {
+            idx[k] += 1;
+            offa += sa[k];
+            offb += sb[k];
+            if idx[k] < dims[k] {
+                break;
+            }
+            offa -= sa[k] * idx[k];
+            offb -= sb[k] * idx[k];
+            idx[k] = 0;
+        }
+    }
+    Some((dims, ia, ib))
+}
