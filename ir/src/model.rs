@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Diagnostic, Error};
 use crate::graph::{Graph, ValueId};
-use crate::op::Op;
 use crate::tensor::Tensor;
 use crate::types::TensorType;
 use crate::weights::Weights;
@@ -31,7 +30,10 @@ impl Model {
             path: path.to_path_buf(),
             source,
         })?;
-        let graph = Model::parse_checked(&src, path)?;
+        let graph = crate::text::parse(&src).map_err(|diag| Error::Model {
+            file: path.to_path_buf(),
+            diag,
+        })?;
         let weights = match Model::weights_path(&graph, path) {
             Some(wp) => Some(Weights::load(&wp)?),
             None => None,
@@ -89,21 +91,5 @@ impl Model {
     /// Type of value `v`.
     pub fn ty(&self, v: ValueId) -> &TensorType {
         &self.types[v.index()]
-    }
-
-    /// Number of parameters (elements of all weight tensors) and their storage
-    /// size in bits at their element types' widths (a `b1` weight counts 1 bit).
-    pub fn param_stats(&self) -> (usize, u64) {
-        let mut params = 0usize;
-        let mut bits = 0u64;
-        for (i, n) in self.graph.nodes.iter().enumerate() {
-            if let Op::Weight { ty, .. } | Op::Const { ty, .. } = &n.op {
-                let _ = i;
-                let count = ty.numel(1);
-                params += count;
-                bits += count as u64 * ty.elem.bits() as u64;
-            }
-        }
-        (params, bits)
     }
 }

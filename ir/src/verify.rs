@@ -27,6 +27,7 @@ pub fn verify(g: &Graph) -> Result<Vec<TensorType>, Diagnostic> {
         ));
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut keys: HashMap<&str, usize> = HashMap::new();
     let mut types: Vec<TensorType> = Vec::with_capacity(g.nodes.len());
     for (i, n) in g.nodes.iter().enumerate() {
         if !is_ident(&n.name) || KEYWORDS.contains(&n.name.as_str()) {
@@ -51,6 +52,23 @@ pub fn verify(g: &Graph) -> Result<Vec<TensorType>, Diagnostic> {
                         n.name
                     ),
                 ));
+            }
+        }
+        if let Op::Weight { key, ty } = &n.op {
+            if let Some(&prev) = keys.get(key.as_str()) {
+                if let Op::Weight { ty: first, .. } = &g.nodes[prev].op {
+                    if first != ty {
+                        return Err(Diagnostic::new(
+                            n.locs.op,
+                            format!(
+                                "weight `@{key}` is declared here as {ty} but as {first} on line {}; one key has one type",
+                                g.nodes[prev].locs.name.line
+                            ),
+                        ));
+                    }
+                }
+            } else {
+                keys.insert(key, i);
             }
         }
         let (lo, hi) = n.op.arity();

@@ -92,6 +92,7 @@ malformed! {
     concat_axis_out_of_range: &with_head("y = concat(x, x, axis=3)\noutput y\n");
     reshape_changes_size: &with_head("y = reshape(x, shape=[N, 3, 3])\noutput y\n");
     output_twice: &with_head("y = relu(x)\noutput y, y\n");
+    weight_key_two_types: &with_head("w = @w: f32[4, 8]\nv = @w: f32[32]\ny = dense(x, w)\noutput y, v\n");
     missing_equals_rhs: &with_head("y =\noutput x\n");
 }
 

@@ -224,19 +224,16 @@ impl Builder<'_> {
         let c = xt.channels().unwrap_or(1);
         let elem = xt.elem;
         let kind = self.c.below(24);
-        let op;
         let mut inputs = vec![x];
-        match kind {
-            0 | 1 => op = Op::Sign { estimator: None },
-            2 => op = Op::Relu,
-            3 => op = Op::Hardtanh,
-            4 => op = Op::Sigmoid,
-            5 => {
-                op = Op::Clip {
-                    min: self.c.pick(&[-1.0, 0.0, -0.5]),
-                    max: self.c.pick(&[1.0, 6.0, 0.25]),
-                }
-            }
+        let op = match kind {
+            0 | 1 => Op::Sign { estimator: None },
+            2 => Op::Relu,
+            3 => Op::Hardtanh,
+            4 => Op::Sigmoid,
+            5 => Op::Clip {
+                min: self.c.pick(&[-1.0, 0.0, -0.5]),
+                max: self.c.pick(&[1.0, 6.0, 0.25]),
+            },
             6 => {
                 let to = self.c.pick(&[
                     ElemType::UInt(2),
@@ -250,34 +247,30 @@ impl Builder<'_> {
                 } else {
                     None
                 };
-                op = Op::Quantize {
+                Op::Quantize {
                     to,
                     scale: self.c.pick(&[0.5, 0.25, 0.1, 2.0]),
                     zero_point: self.c.pick(&[0, 0, 1, -1]),
                     clip,
-                };
-            }
-            7 if elem.is_integer() => {
-                op = Op::Dequantize {
-                    scale: self.c.pick(&[0.5, 0.125, 1.0]),
-                    zero_point: self.c.pick(&[0, 1]),
                 }
             }
-            7 => {
-                op = Op::Ternarize {
-                    delta: self.c.pick(&[0.0, 0.25, 0.5]),
-                }
-            }
+            7 if elem.is_integer() => Op::Dequantize {
+                scale: self.c.pick(&[0.5, 0.125, 1.0]),
+                zero_point: self.c.pick(&[0, 1]),
+            },
+            7 => Op::Ternarize {
+                delta: self.c.pick(&[0.0, 0.25, 0.5]),
+            },
             8..=10 if rank == 2 => {
                 let we = self.dot_weight_elem(elem)?;
                 let k = xt.shape[1].fixed()?;
                 let o = self.c.pick(&[1, 3, 8, 63, 64, 65]);
                 inputs.push(self.dot_weight(we, &[o, k]));
-                op = Op::Dense;
+                Op::Dense
             }
             8..=11 if rank == 4 => {
                 let we = self.dot_weight_elem(elem)?;
-                let groups = if c % 2 == 0 && self.c.below(3) == 0 {
+                let groups = if c.is_multiple_of(2) && self.c.below(3) == 0 {
                     2
                 } else {
                     1
@@ -303,19 +296,19 @@ impl Builder<'_> {
                     _ => None,
                 };
                 inputs.push(self.dot_weight(we, &[o, kh, kw, c / groups]));
-                op = Op::Conv2d(Conv2dAttrs {
+                Op::Conv2d(Conv2dAttrs {
                     stride: [self.c.pick(&[1, 1, 2]), self.c.pick(&[1, 1, 2])],
                     padding,
                     dilation: [self.c.pick(&[1, 1, 2]), self.c.pick(&[1, 1, 2])],
                     groups,
                     pad_value,
-                });
+                })
             }
             12 => {
                 inputs.extend(self.bn_params(c));
-                op = Op::BatchNorm {
+                Op::BatchNorm {
                     eps: self.c.pick(&[1e-5, 1e-3, 0.0]),
-                };
+                }
             }
             13..=15 => {
                 let other = if self.c.flip() {
@@ -329,19 +322,19 @@ impl Builder<'_> {
                     }
                 };
                 inputs.push(other);
-                op = [Op::Add, Op::Sub, Op::Mul][kind - 13].clone();
+                [Op::Add, Op::Sub, Op::Mul][kind - 13].clone()
             }
             16 => {
                 let t = random_tensor(&mut self.rng, ElemType::F32, &[c]);
                 inputs.push(self.weight(ElemType::F32, &[c], t));
-                op = Op::Prelu;
+                Op::Prelu
             }
             17 => {
                 for _ in 0..3 {
                     let t = random_tensor(&mut self.rng, ElemType::F32, &[c]);
                     inputs.push(self.weight(ElemType::F32, &[c], t));
                 }
-                op = Op::Rprelu;
+                Op::Rprelu
             }
             18 if rank == 4 => {
                 let k = self.c.pick(&[2, 3, 1]);
@@ -352,13 +345,13 @@ impl Builder<'_> {
                     stride: [s, s],
                     padding: [p; 4],
                 };
-                op = if self.c.flip() {
+                if self.c.flip() {
                     Op::MaxPool2d(attrs)
                 } else {
                     Op::AvgPool2d(attrs)
-                };
+                }
             }
-            18 | 19 if rank == 4 && kind == 19 => op = Op::GlobalAvgPool,
+            18 | 19 if rank == 4 && kind == 19 => Op::GlobalAvgPool,
             19 => {
                 // concat with an earlier value of the same element type and shape
                 // (but the last axis), or with itself.
@@ -375,28 +368,26 @@ impl Builder<'_> {
                     .last()
                     .unwrap_or(x);
                 inputs.push(other);
-                op = Op::Concat { axis: -1 };
+                Op::Concat { axis: -1 }
             }
-            20 => {
-                op = Op::Replicate {
-                    times: self.c.pick(&[2, 3, 1]),
-                }
-            }
+            20 => Op::Replicate {
+                times: self.c.pick(&[2, 3, 1]),
+            },
             21 => {
-                let g = (2..=c).find(|g| c % g == 0)?;
-                op = Op::ChannelShuffle { groups: g };
+                let g = (2..=c).find(|g| c.is_multiple_of(*g))?;
+                Op::ChannelShuffle { groups: g }
             }
             22 if rank == 2 => {
                 let k = xt.shape[1].fixed()?;
-                op = Op::Reshape {
+                Op::Reshape {
                     shape: if self.c.flip() {
                         vec![Dim::Batch, Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(k)]
                     } else {
                         vec![Dim::Batch, Dim::Fixed(k), Dim::Fixed(1), Dim::Fixed(1)]
                     },
-                };
+                }
             }
-            22 => op = Op::Flatten,
+            22 => Op::Flatten,
             23 => {
                 let tt = if elem == ElemType::F32 {
                     ElemType::F32
@@ -431,16 +422,16 @@ impl Builder<'_> {
                         Tensor::int(ElemType::I32, vec![c], dirs),
                     ));
                 }
-                op = Op::Threshold;
+                Op::Threshold
             }
             _ => {
-                op = if self.c.flip() {
+                if self.c.flip() {
                     Op::Softmax { axis: -1 }
                 } else {
                     Op::Argmax { axis: -1 }
                 }
             }
-        }
+        };
         self.try_add(mark, op, inputs)
     }
 }

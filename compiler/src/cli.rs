@@ -1,0 +1,406 @@
+//! The `bnnc` command line: argument definitions (clap) and one function per
+//! command. `src/main.rs` parses, calls [`run`] and prints the error.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bnnc_ir::{Model, Tensor};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::init::{init_weights, InitOptions};
+use crate::load::load_graph;
+use crate::npy::{self, NpyError};
+use crate::stats::{model_stats, plural, thousands};
+use crate::summary::summarize;
+
+const ABOUT: &str = "bnnc: a compiler for binarized and low-bit neural networks";
+
+const LONG_ABOUT: &str = "\
+bnnc: a compiler for binarized and low-bit neural networks.
+
+A model is a text graph (`model.ir`) plus its weights (`model.safetensors`). These
+commands check, print, draw, initialise and run models; `bnnc help COMMAND` tells more.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  bnnc check examples/mnist_mlp.ir
+  bnnc run examples/mnist_mlp.ir --random --batch 4
+  bnnc init examples/mnist_mlp.ir --seed 1";
+
+/// The `bnnc` command line.
+#[derive(Debug, Parser)]
+#[command(name = "bnnc", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load a model (parse, verify, weights) and print a one-line summary.
+    #[command(
+        long_about = "Load a model: parse and verify its text, read its weights file and check \
+every @key against the type the model declares. On success print one line: ops, inputs, \
+outputs, parameters, and the bits the weights take once compiled (a weight whose every use is \
+sign(...) counts 1 bit per element, since the compiler folds it into packed b1 constants; \
+others count their element width). On failure print `file:line:col: error: ...` and exit 1.",
+        after_help = "Example:\n  bnnc check examples/mnist_mlp.ir"
+    )]
+    Check(FileArgs),
+
+    /// Print the canonical text of a model (parse and verify; no weights needed).
+    #[command(
+        long_about = "Parse and verify a model and print it in canonical form: one op per \
+line, attributes in a fixed order, comments dropped. Parsing the output gives the same graph. \
+The weights file is not read, so this works before `bnnc init` has written it.",
+        after_help = "Example:\n  bnnc print examples/bireal_cnn.ir"
+    )]
+    Print(FileArgs),
+
+    /// Run a model in the reference interpreter on .npy or random inputs.
+    #[command(
+        long_about = "Run a model on inputs and print a summary of each output (type, \
+dimensions, min/max/mean, the first values, and the argmax of each row of a 2-D output), or \
+write the outputs to .npy files with --output.
+
+Inputs come either from .npy files, one --input per model input in the order the model \
+declares them, or from --random, which draws each input from its declared type (f32 uniform \
+in [-1, 1); b1 random -1/+1; ternary -1/0/+1; uN/iN over their range; i32 in [-128, 127]) at \
+batch size --batch, deterministically from --seed.
+
+.npy inputs may be float32, float64 (converted to f32), int8/16/32/64 or uint8/16/32; integer \
+arrays fill integer-typed inputs with every value checked (b1 takes -1 and +1), and f32 inputs \
+exactly. Outputs are written as float32 (f32 outputs) or int32 (every integer type, b1 as -1/+1).",
+        after_help = "Examples:
+  bnnc run examples/mnist_mlp.ir --random --batch 4
+  bnnc run examples/mnist_mlp.ir --input x.npy --output logits.npy"
+    )]
+    Run(RunArgs),
+
+    /// Write a model's graph in Graphviz DOT form.
+    #[command(
+        long_about = "Parse and verify a model and write its graph in Graphviz DOT: one box per \
+value labelled with its name, op and type; inputs, weights and outputs shaded. The weights file \
+is not read.",
+        after_help = "Example:\n  bnnc graph examples/repconv_block.ir --dot -o repconv.dot\n  \
+dot -Tsvg repconv.dot -o repconv.svg"
+    )]
+    Graph(GraphArgs),
+
+    /// Write initial weights for every @key of a model, chosen by each weight's role.
+    #[command(
+        long_about = "Write a safetensors file with a value for every @key a model names, by \
+the role each weight plays in the graph (looking through sign/ternarize/quantize):
+  conv2d/dense weights   latent weights of the declared type: f32 uniform in \
+[-1/sqrt(fan_in), 1/sqrt(fan_in)], b1 random -1/+1, ternary random -1/0/+1, uN/iN over their \
+range, i32 in [-4, 4]
+  batchnorm              gamma 1, beta 0, mean 0, var 1
+  prelu/rprelu           slopes 0.25, shifts 0
+  threshold              sorted random integers per channel; direction +1
+  anything else          uniform in [-0.1, 0.1]
+--random-stats draws non-trivial statistics instead, for tests: gamma in [-1.5, 1.5] with exact \
+zeros and negatives, beta and mean random (mean at the scale of the accumulator it normalises), \
+var in [0.1, 2], random slopes, shifts and threshold directions.
+
+The result depends only on --seed (and each key's values only on the seed and the key). Only \
+the model text is read; by default the file written is the weights file the model names.",
+        after_help = "Examples:
+  bnnc init examples/mnist_mlp.ir --seed 1
+  bnnc init examples/mnist_mlp.ir --seed 7 --random-stats -o /tmp/mnist_stats.safetensors"
+    )]
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// The model file (.ir).
+    pub file: PathBuf,
+}
+
+/// The engine that executes a model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// The reference interpreter (bnnc-runtime): the exact meaning of every op.
+    #[default]
+    Interp,
+}
+
+/// Where `bnnc run` takes its inputs from: .npy files or random values.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct InputSource {
+    /// An .npy file for the next model input; repeat for models with several
+    /// inputs, in the order the model declares them.
+    #[arg(long = "input", short = 'i', value_name = "NPY")]
+    pub inputs: Vec<PathBuf>,
+    /// Feed random values of each input's declared type instead of .npy files
+    /// (see --batch and --seed).
+    #[arg(long)]
+    pub random: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The model file (.ir); its weights file must exist.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub source: InputSource,
+    /// Batch size N of the random inputs [default: 1].
+    #[arg(long, conflicts_with = "inputs", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub batch: Option<u64>,
+    /// Seed of the random inputs [default: 0].
+    #[arg(long, conflicts_with = "inputs")]
+    pub seed: Option<u64>,
+    /// Write the next model output to this .npy file instead of printing a
+    /// summary; give one per model output, in order.
+    #[arg(long = "output", short = 'o', value_name = "NPY")]
+    pub outputs: Vec<PathBuf>,
+    /// The engine that runs the model.
+    #[arg(long, value_enum, default_value_t = Engine::Interp)]
+    pub engine: Engine,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The model file (.ir).
+    pub file: PathBuf,
+    /// Write Graphviz DOT (the default, and for now the only format).
+    #[arg(long)]
+    pub dot: bool,
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The model file (.ir); its weights file need not exist.
+    pub file: PathBuf,
+    /// Seed of the random values.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Draw non-trivial batch-norm statistics, slopes, shifts and threshold
+    /// directions instead of neutral ones.
+    #[arg(long)]
+    pub random_stats: bool,
+    /// The safetensors file to write (default: the weights file the model names).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Everything a command can fail with. Each renders as a complete message
+/// (`file:line:col: error: ...` for problems inside a model).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Model(#[from] bnnc_ir::Error),
+    #[error(transparent)]
+    Npy(#[from] NpyError),
+    /// The command does not fit the model (input count, batch sizes, ...).
+    #[error("{}: error: {message}", file.display())]
+    Mismatch { file: PathBuf, message: String },
+    #[error("{}: error: the interpreter failed: {source}", file.display())]
+    Run {
+        file: PathBuf,
+        #[source]
+        source: bnnc_runtime::RunError,
+    },
+    #[error("{}: error: cannot write: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Writing to standard output failed (a closed pipe, a full disk).
+    #[error("error: cannot write to standard output: {0}")]
+    Stdout(#[source] io::Error),
+}
+
+/// Runs one command, writing its normal output to `out`.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Check(a) => check(&a.file, out),
+        Command::Print(a) => print(&a.file, out),
+        Command::Run(a) => run_model(a, out),
+        Command::Graph(a) => graph(a, out),
+        Command::Init(a) => init(a, out),
+    }
+}
+
+fn check(file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let model = Model::load(file)?;
+    writeln!(out, "{}", model_stats(&model.graph)).map_err(CliError::Stdout)
+}
+
+fn print(file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let checked = load_graph(file)?;
+    out.write_all(bnnc_ir::text::print(&checked.graph).as_bytes())
+        .map_err(CliError::Stdout)
+}
+
+fn graph(a: &GraphArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let checked = load_graph(&a.file)?;
+    let dot = checked.graph.to_dot(Some(&checked.types));
+    match &a.output {
+        Some(path) => std::fs::write(path, dot).map_err(|source| CliError::Write {
+            path: path.clone(),
+            source,
+        }),
+        None => out.write_all(dot.as_bytes()).map_err(CliError::Stdout),
+    }
+}
+
+fn init(a: &InitArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let checked = load_graph(&a.file)?;
+    let opts = InitOptions {
+        seed: a.seed,
+        random_stats: a.random_stats,
+    };
+    let weights = init_weights(&checked.graph, &checked.types, opts).map_err(|diag| {
+        bnnc_ir::Error::Model {
+            file: a.file.clone(),
+            diag,
+        }
+    })?;
+    let path = match (&a.output, Model::weights_path(&checked.graph, &a.file)) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p,
+        (None, None) => {
+            return Err(CliError::Mismatch {
+                file: a.file.clone(),
+                message: format!(
+                    "model `{}` names no weights file (no `weights \"...\"` line); pass -o FILE",
+                    checked.graph.name
+                ),
+            })
+        }
+    };
+    weights.save(&path)?;
+    let params: usize = weights.tensors.values().map(Tensor::numel).sum();
+    writeln!(
+        out,
+        "wrote {}: {}, {} (seed {}{})",
+        path.display(),
+        plural(weights.tensors.len(), "tensor"),
+        plural(params, "param"),
+        a.seed,
+        if a.random_stats { ", random stats" } else { "" }
+    )
+    .map_err(CliError::Stdout)
+}
+
+fn run_model(a: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let model = Model::load(&a.file)?;
+    let g = &model.graph;
+    let mismatch = |message: String| CliError::Mismatch {
+        file: a.file.clone(),
+        message,
+    };
+    let input_ids = g.inputs();
+    if !a.outputs.is_empty() && a.outputs.len() != g.outputs.len() {
+        return Err(mismatch(format!(
+            "the model has {} but {} --output files were given",
+            plural(g.outputs.len(), "output"),
+            a.outputs.len()
+        )));
+    }
+    let inputs: Vec<Tensor> = if a.source.random {
+        let batch = a.batch.unwrap_or(1) as usize;
+        check_sizes(&model, batch).map_err(mismatch)?;
+        crate::inputs::random_inputs(g, batch, a.seed.unwrap_or(0)).map_err(mismatch)?
+    } else {
+        if a.source.inputs.len() != input_ids.len() {
+            return Err(mismatch(format!(
+                "the model has {} but {} --input files were given",
+                plural(input_ids.len(), "input"),
+                a.source.inputs.len()
+            )));
+        }
+        let mut tensors = Vec::with_capacity(input_ids.len());
+        for (&v, path) in input_ids.iter().zip(&a.source.inputs) {
+            let arr = npy::read(path)?;
+            let t = npy::to_input(&arr, &g.node(v).name, model.ty(v)).map_err(|message| {
+                NpyError::Invalid {
+                    path: path.clone(),
+                    message,
+                }
+            })?;
+            tensors.push(t);
+        }
+        let batch = check_batches(&model, &input_ids, &tensors).map_err(mismatch)?;
+        check_sizes(&model, batch).map_err(mismatch)?;
+        tensors
+    };
+    let results = match a.engine {
+        Engine::Interp => bnnc_runtime::run(&model, &inputs).map_err(|source| CliError::Run {
+            file: a.file.clone(),
+            source,
+        })?,
+    };
+    let names = g.outputs.iter().map(|&v| g.node(v).name.as_str());
+    if a.outputs.is_empty() {
+        for (name, t) in names.zip(&results) {
+            writeln!(out, "{}", summarize(name, t)).map_err(CliError::Stdout)?;
+        }
+    } else {
+        for ((name, t), path) in names.zip(&results).zip(&a.outputs) {
+            npy::write(path, t)?;
+            let dims: Vec<String> = t.dims.iter().map(|d| d.to_string()).collect();
+            writeln!(
+                out,
+                "wrote {}: {name} {}[{}]",
+                path.display(),
+                t.elem,
+                dims.join(", ")
+            )
+            .map_err(CliError::Stdout)?;
+        }
+    }
+    Ok(())
+}
+
+/// The largest value the interpreter may hold, in elements (2^31: 8 GiB of f32).
+const MAX_VALUE_ELEMENTS: usize = 1 << 31;
+
+/// Refuses a batch size at which some value of the model would exceed
+/// [`MAX_VALUE_ELEMENTS`], before anything is allocated.
+fn check_sizes(model: &Model, batch: usize) -> Result<(), String> {
+    for v in model.graph.ids() {
+        let ty = model.ty(v);
+        if ty.numel(batch) > MAX_VALUE_ELEMENTS {
+            return Err(format!(
+                "at batch size {batch}, value `{}` ({ty}) would have {} elements; \
+                 the interpreter holds at most 2^31 per value",
+                model.graph.node(v).name,
+                thousands(ty.numel(batch) as u64)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// All batched inputs must agree on N; returns it (1 when no input is batched).
+fn check_batches(
+    model: &Model,
+    ids: &[bnnc_ir::ValueId],
+    tensors: &[Tensor],
+) -> Result<usize, String> {
+    let mut first: Option<(&str, usize)> = None;
+    for (&v, t) in ids.iter().zip(tensors) {
+        if !model.ty(v).is_batched() {
+            continue;
+        }
+        let name = model.graph.node(v).name.as_str();
+        let n = t.dims[0];
+        match first {
+            None => first = Some((name, n)),
+            Some((a, m)) if m != n => {
+                return Err(format!(
+                    "inputs disagree on the batch size N: `{a}` has {m}, `{name}` has {n}"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map_or(1, |(_, n)| n))
+}

@@ -1,0 +1,456 @@
+//! The `bnnc` binary, run as a user would: every subcommand's output, exit codes,
+//! and clean errors (never a panic) on malformed or missing files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bnnc_ir::{Model, Tensor};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Runs `bnnc ARGS` from the workspace root.
+fn bnnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bnnc"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("bnnc runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Asserts exit code 1 with a clean one-message error and returns stderr.
+#[track_caller]
+fn fails(o: &Output) -> String {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout: {}\nstderr: {err}",
+        stdout(o)
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.starts_with("Error:"), "Debug-formatted error: {err}");
+    assert!(err.contains("error: "), "{err}");
+    err
+}
+
+/// A fresh scratch folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn check_prints_one_summary_line() {
+    let out = ok(&bnnc(&["check", "examples/mnist_mlp.ir"]));
+    assert_eq!(
+        out,
+        "mnist_mlp: 13 ops, 1 input, 1 output, 1,869,864 params in 15 weights, 2.1 Mbit \
+         (1,861,632 b1 after folding sign(@w), 8,232 f32)\n"
+    );
+    for m in ["bireal_cnn", "repconv_block", "xnor_layer"] {
+        let out = ok(&bnnc(&["check", &format!("examples/{m}.ir")]));
+        assert!(out.starts_with(&format!("{m}: ")), "{out}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains("b1 after folding sign(@w)"), "{out}");
+    }
+}
+
+#[test]
+fn print_output_reparses_to_an_equal_graph() {
+    for m in ["mnist_mlp", "bireal_cnn", "repconv_block", "xnor_layer"] {
+        let file = root().join(format!("examples/{m}.ir"));
+        let out = ok(&bnnc(&["print", s(&file)]));
+        let printed = bnnc_ir::text::parse(&out).unwrap_or_else(|d| panic!("{}", d.render(m)));
+        let original = Model::load(&file).unwrap().graph;
+        assert_eq!(printed, original, "{m}");
+    }
+}
+
+#[test]
+fn print_works_without_the_weights_file() {
+    let dir = scratch("print_no_weights");
+    let file = dir.join("m.ir");
+    std::fs::copy(root().join("examples/xnor_layer.ir"), &file).unwrap();
+    let out = ok(&bnnc(&["print", s(&file)]));
+    assert!(out.starts_with("model xnor_layer\n"), "{out}");
+    // check needs the weights, and says which file is missing.
+    let err = fails(&bnnc(&["check", s(&file)]));
+    assert!(err.contains("xnor_layer.safetensors"), "{err}");
+}
+
+fn write_npy_f32(path: &Path, dims: &[u64], data: &[f32]) {
+    write_npy(path, dims, data)
+}
+
+#[test]
+fn run_reads_npy_and_writes_npy_equal_to_the_interpreter() {
+    let dir = scratch("run_npy");
+    let x = dir.join("x.npy");
+    let y = dir.join("y.npy");
+    let n = 3 * 784;
+    let data: Vec<f32> = (0..n).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+    write_npy_f32(&x, &[3, 784], &data);
+    let out = ok(&bnnc(&[
+        "run",
+        "examples/mnist_mlp.ir",
+        "--input",
+        s(&x),
+        "--output",
+        s(&y),
+    ]));
+    assert!(out.contains("logits f32[3, 10]"), "{out}");
+    let arr = bnnc::npy::read(&y).unwrap();
+    assert_eq!(arr.dims, vec![3, 10]);
+    let model = Model::load(&root().join("examples/mnist_mlp.ir")).unwrap();
+    let want = bnnc_runtime::run(&model, &[Tensor::f32(vec![3, 784], data)]).unwrap();
+    assert_eq!(
+        arr.values,
+        bnnc::npy::NpyValues::Float(want[0].as_f32().unwrap().to_vec())
+    );
+}
+
+#[test]
+fn run_random_prints_a_summary_per_output() {
+    let out = ok(&bnnc(&[
+        "run",
+        "examples/mnist_mlp.ir",
+        "--random",
+        "--batch",
+        "4",
+    ]));
+    let mut lines = out.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("logits: f32[4, 10]  min "));
+    assert!(lines.next().unwrap().starts_with("  values: ["));
+    let am = lines.next().unwrap();
+    assert!(am.starts_with("  argmax per row: ["), "{am}");
+    assert_eq!(am.matches(',').count(), 3, "{am}");
+    // Deterministic from --seed.
+    let again = ok(&bnnc(&[
+        "run",
+        "examples/mnist_mlp.ir",
+        "--random",
+        "--batch",
+        "4",
+    ]));
+    assert_eq!(out, again);
+    let other = ok(&bnnc(&[
+        "run",
+        "examples/mnist_mlp.ir",
+        "--random",
+        "--batch",
+        "4",
+        "--seed",
+        "9",
+    ]));
+    assert_ne!(out, other);
+}
+
+#[test]
+fn run_rejects_inputs_that_do_not_fit() {
+    let dir = scratch("run_bad_inputs");
+    let x = dir.join("x.npy");
+    write_npy_f32(&x, &[2, 700], &vec![0.0; 1400]);
+    let err = fails(&bnnc(&["run", "examples/mnist_mlp.ir", "--input", s(&x)]));
+    assert!(err.contains("does not fit input `x`"), "{err}");
+    let err = fails(&bnnc(&[
+        "run",
+        "examples/mnist_mlp.ir",
+        "--input",
+        s(&x),
+        "--input",
+        s(&x),
+    ]));
+    assert!(
+        err.contains("the model has 1 input but 2 --input files"),
+        "{err}"
+    );
+    // A batch whose intermediates would not fit is refused before running.
+    let err = fails(&bnnc(&[
+        "run",
+        "examples/bireal_cnn.ir",
+        "--random",
+        "--batch",
+        "1048576",
+    ]));
+    assert!(err.contains("at batch size 1048576, value `c0`"), "{err}");
+    let garbage = dir.join("garbage.npy");
+    std::fs::write(&garbage, b"not numpy").unwrap();
+    let err = fails(&bnnc(&[
+        "run",
+        "examples/mnist_mlp.ir",
+        "--input",
+        s(&garbage),
+    ]));
+    assert!(
+        err.contains("garbage.npy: error: not an .npy file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_usage_errors_exit_2() {
+    for args in [
+        &["run", "examples/mnist_mlp.ir"][..],
+        &[
+            "run",
+            "examples/mnist_mlp.ir",
+            "--random",
+            "--engine",
+            "jit",
+        ],
+        &["run", "examples/mnist_mlp.ir", "--random", "--batch", "0"],
+        &[
+            "run",
+            "examples/mnist_mlp.ir",
+            "--input",
+            "x.npy",
+            "--random",
+        ],
+        &[
+            "run",
+            "examples/mnist_mlp.ir",
+            "--input",
+            "x.npy",
+            "--batch",
+            "2",
+        ],
+    ] {
+        let o = bnnc(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn graph_writes_dot() {
+    let out = ok(&bnnc(&["graph", "examples/bireal_cnn.ir", "--dot"]));
+    assert!(out.starts_with("digraph"), "{out}");
+    assert!(out.contains("b1[N, 28, 28, 16]"), "types are shown");
+    let dir = scratch("graph_dot");
+    let file = dir.join("g.dot");
+    let quiet = ok(&bnnc(&["graph", "examples/bireal_cnn.ir", "-o", s(&file)]));
+    assert!(quiet.is_empty());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), out);
+}
+
+#[test]
+fn init_is_deterministic_from_the_seed() {
+    let dir = scratch("init_seed");
+    let run = |seed: &str, name: &str| {
+        let p = dir.join(name);
+        ok(&bnnc(&[
+            "init",
+            "examples/bireal_cnn.ir",
+            "--seed",
+            seed,
+            "-o",
+            s(&p),
+        ]));
+        std::fs::read(p).unwrap()
+    };
+    let a = run("5", "a.safetensors");
+    let b = run("5", "b.safetensors");
+    let c = run("6", "c.safetensors");
+    assert!(a == b, "same seed, same bytes");
+    assert!(a != c, "another seed, other values");
+    // The shipped weights are `--seed 1`.
+    let one = run("1", "one.safetensors");
+    assert!(one == std::fs::read(root().join("examples/bireal_cnn.safetensors")).unwrap());
+    // Random statistics differ from the neutral ones.
+    let p = dir.join("stats.safetensors");
+    ok(&bnnc(&[
+        "init",
+        "examples/bireal_cnn.ir",
+        "--seed",
+        "5",
+        "--random-stats",
+        "-o",
+        s(&p),
+    ]));
+    assert!(std::fs::read(p).unwrap() != a);
+}
+
+#[test]
+fn init_writes_the_weights_file_the_model_names() {
+    let dir = scratch("init_default");
+    let file = dir.join("xnor.ir");
+    std::fs::copy(root().join("examples/xnor_layer.ir"), &file).unwrap();
+    let out = ok(&bnnc(&["init", s(&file), "--seed", "3"]));
+    assert!(
+        out.contains("xnor_layer.safetensors: 3 tensors, 18,497 params (seed 3)"),
+        "{out}"
+    );
+    assert!(dir.join("xnor_layer.safetensors").exists());
+    ok(&bnnc(&["check", s(&file)]));
+    ok(&bnnc(&["run", s(&file), "--random"]));
+}
+
+#[test]
+fn a_malformed_model_exits_1_with_its_location() {
+    let dir = scratch("malformed");
+    let file = dir.join("bad.ir");
+    std::fs::write(
+        &file,
+        "model bad\ninput x: f32[N, 4]\ny = frobnicate(x)\noutput y\n",
+    )
+    .unwrap();
+    for cmd in ["check", "print", "graph", "init"] {
+        let err = fails(&bnnc(&[cmd, s(&file)]));
+        assert!(
+            err.starts_with(&format!("{}:3:5: error: unknown op `frobnicate`", s(&file))),
+            "{cmd}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let err = fails(&bnnc(&["run", s(&file), "--random"]));
+    assert!(err.contains(":3:5: error:"), "{err}");
+}
+
+#[test]
+fn no_command_panics_on_a_missing_file() {
+    let cases: [&[&str]; 6] = [
+        &["check", "no/such.ir"],
+        &["print", "no/such.ir"],
+        &["graph", "no/such.ir", "--dot"],
+        &["init", "no/such.ir"],
+        &["run", "no/such.ir", "--random"],
+        &["run", "examples/mnist_mlp.ir", "--input", "no/such.npy"],
+    ];
+    for args in cases {
+        let err = fails(&bnnc(args));
+        assert!(err.contains("no/such."), "{args:?}: {err}");
+        assert!(err.contains("cannot read"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let top = ok(&bnnc(&["--help"]));
+    for cmd in ["check", "print", "run", "graph", "init"] {
+        assert!(top.contains(cmd), "{top}");
+        let help = ok(&bnnc(&[cmd, "--help"]));
+        assert!(help.contains(&format!("bnnc {cmd} ")), "{cmd}: {help}");
+        assert!(help.contains("Example"), "{cmd}: {help}");
+    }
+    let run = ok(&bnnc(&["run", "--help"]));
+    assert!(run.contains("interp") && !run.contains("jit"), "{run}");
+}
+
+fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, dims: &[u64], data: &[T]) {
+    use npyz::WriterBuilder;
+    let mut buf = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(dims)
+        .writer(&mut buf)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, buf).unwrap();
+}
+
+#[test]
+fn run_takes_inputs_in_order_and_checks_integer_values() {
+    let dir = scratch("run_multi");
+    let file = dir.join("two.ir");
+    std::fs::write(
+        &file,
+        "# two inputs, no weights\nmodel two\ninput a: b1[N, 3]\ninput b: f32[N, 2]\n\
+         s = add(a, a)\nc = concat(b, b, axis=-1)\noutput s, c\n",
+    )
+    .unwrap();
+    let a = dir.join("a.npy");
+    let b = dir.join("b.npy");
+    write_npy::<i8>(&a, &[2, 3], &[-1, 1, 1, 1, -1, -1]);
+    write_npy::<f64>(&b, &[2, 2], &[0.5, -1.5, 2.0, 3.0]);
+    let (s_out, c_out) = (dir.join("s.npy"), dir.join("c.npy"));
+    ok(&bnnc(&[
+        "run",
+        s(&file),
+        "-i",
+        s(&a),
+        "-i",
+        s(&b),
+        "-o",
+        s(&s_out),
+        "-o",
+        s(&c_out),
+    ]));
+    let sv = bnnc::npy::read(&s_out).unwrap();
+    assert_eq!(sv.dtype, "<i4");
+    assert_eq!(
+        sv.values,
+        bnnc::npy::NpyValues::Int(vec![-2, 2, 2, 2, -2, -2])
+    );
+    let cv = bnnc::npy::read(&c_out).unwrap();
+    assert_eq!(cv.dims, vec![2, 4]);
+    assert_eq!(
+        cv.values,
+        bnnc::npy::NpyValues::Float(vec![0.5, -1.5, 0.5, -1.5, 2.0, 3.0, 2.0, 3.0])
+    );
+    // The summary names each output.
+    let out = ok(&bnnc(&["run", s(&file), "-i", s(&a), "-i", s(&b)]));
+    assert!(
+        out.contains("s: i32[2, 3]") && out.contains("c: f32[2, 4]"),
+        "{out}"
+    );
+    // One --output for two outputs.
+    let err = fails(&bnnc(&[
+        "run",
+        s(&file),
+        "-i",
+        s(&a),
+        "-i",
+        s(&b),
+        "-o",
+        s(&s_out),
+    ]));
+    assert!(err.contains("2 outputs but 1 --output"), "{err}");
+    // 0 is not a b1 value.
+    write_npy::<i8>(&a, &[2, 3], &[-1, 1, 0, 1, -1, -1]);
+    let err = fails(&bnnc(&["run", s(&file), "-i", s(&a), "-i", s(&b)]));
+    assert!(
+        err.contains("element 2 of the array is 0, which is not a b1 value"),
+        "{err}"
+    );
+    // Batched inputs agree on N.
+    write_npy::<i8>(&a, &[1, 3], &[-1, 1, 1]);
+    let err = fails(&bnnc(&["run", s(&file), "-i", s(&a), "-i", s(&b)]));
+    assert!(err.contains("batch size"), "{err}");
+}
