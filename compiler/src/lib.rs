@@ -12,9 +12,13 @@
 //! - [`cli`]: the command line itself (clap) and its typed error.
 
 pub mod cli;
+pub mod compile;
+pub mod header;
 pub mod init;
 pub mod inputs;
+pub mod jit;
 pub mod load;
+pub mod lower;
 pub mod npy;
 pub mod stats;
 pub mod summary;

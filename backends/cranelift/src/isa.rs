@@ -1,0 +1,147 @@
+//! Target -> Cranelift ISA.
+//!
+//! The ISA starts from Cranelift's baseline for the architecture (for x86_64:
+//! SSE2, no `popcnt`) and enables exactly the Cranelift flags that correspond
+//! to the features the [`Target`] names. A bnnc feature without a Cranelift
+//! flag of the same meaning enables nothing.
+
+use bnnc_ir::target::{Arch, Target};
+use cranelift_codegen::isa::{self, OwnedTargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+
+use crate::Error;
+
+/// How the code will be used: the JIT needs absolute addressing, objects
+/// are position independent (they are linked into PIE executables).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Jit,
+    Object,
+}
+
+/// The Cranelift ISA flag for a bnnc feature, `None` when Cranelift has no
+/// flag of that meaning (the feature then goes unused). `Err` for a feature
+/// bnnc does not know for the architecture.
+pub(crate) fn cranelift_flag(arch: Arch, feature: &str) -> Result<Option<&'static str>, ()> {
+    let flag = match (arch, feature) {
+        (Arch::X86_64, "sse3") => Some("has_sse3"),
+        (Arch::X86_64, "ssse3") => Some("has_ssse3"),
+        (Arch::X86_64, "sse41") => Some("has_sse41"),
+        (Arch::X86_64, "sse42") => Some("has_sse42"),
+        (Arch::X86_64, "popcnt") => Some("has_popcnt"),
+        (Arch::X86_64, "avx") => Some("has_avx"),
+        (Arch::X86_64, "avx2") => Some("has_avx2"),
+        // Enables the `fma` instruction only; Cranelift never contracts
+        // `a * b + c`, and bnnc emits no fused op.
+        (Arch::X86_64, "fma") => Some("has_fma"),
+        (Arch::X86_64, "bmi1") => Some("has_bmi1"),
+        (Arch::X86_64, "bmi2") => Some("has_bmi2"),
+        (Arch::X86_64, "lzcnt") => Some("has_lzcnt"),
+        (Arch::X86_64, "avx512f") => Some("has_avx512f"),
+        (Arch::X86_64, "avx512vl") => Some("has_avx512vl"),
+        (Arch::X86_64, "avx512dq") => Some("has_avx512dq"),
+        (Arch::X86_64, "avx512bitalg") => Some("has_avx512bitalg"),
+        (Arch::X86_64, "avx512vbmi") => Some("has_avx512vbmi"),
+        (Arch::X86_64, "avx512vpopcntdq") => None,
+        (Arch::Aarch64, "lse") => Some("has_lse"),
+        (Arch::Aarch64, "dotprod") => Some("has_dotprod"),
+        _ => return Err(()),
+    };
+    Ok(flag)
+}
+
+fn target_error(target: &Target, reason: impl Into<String>) -> Error {
+    Error::Target {
+        target: target.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Builds the Cranelift ISA for `target`.
+pub(crate) fn build_isa(target: &Target, purpose: Purpose) -> Result<OwnedTargetIsa, Error> {
+    let mut shared = settings::builder();
+    let mut set = |name: &str, value: &str| {
+        shared
+            .set(name, value)
+            .map_err(|e| target_error(target, format!("Cranelift setting {name}={value}: {e}")))
+    };
+    set("opt_level", "speed")?;
+    // The verifier is cheap next to code generation and catches translation
+    // bugs before they become miscompiles, so it is on in every build.
+    set("enable_verifier", "true")?;
+    match purpose {
+        Purpose::Object => set("is_pic", "true")?,
+        Purpose::Jit => {
+            set("is_pic", "false")?;
+            // Code and data of a JIT module may be far apart in memory.
+            set("use_colocated_libcalls", "false")?;
+        }
+    }
+    let flags = settings::Flags::new(shared);
+
+    let mut builder = isa::lookup_by_name(target.arch.triple()).map_err(|e| {
+        target_error(
+            target,
+            format!("Cranelift has no backend for {}: {e}", target.arch.triple()),
+        )
+    })?;
+    for feature in &target.features {
+        match cranelift_flag(target.arch, feature) {
+            Ok(Some(flag)) => builder.enable(flag).map_err(|e| {
+                target_error(
+                    target,
+                    format!("Cranelift flag {flag} for feature `{feature}`: {e}"),
+                )
+            })?,
+            Ok(None) => {}
+            Err(()) => {
+                return Err(target_error(
+                    target,
+                    format!("unknown feature `{feature}` for {}", target.arch),
+                ))
+            }
+        }
+    }
+    builder
+        .finish(flags)
+        .map_err(|e| target_error(target, format!("Cranelift ISA: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_feature_is_mapped() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            for (name, _) in arch.features() {
+                assert!(
+                    cranelift_flag(arch, name).is_ok(),
+                    "feature {name} of {arch} has no mapping"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flags_follow_the_target() {
+        let isa = build_isa(&Target::parse("x86_64").unwrap(), Purpose::Object).unwrap();
+        let get = |isa: &OwnedTargetIsa, name: &str| {
+            isa.isa_flags()
+                .iter()
+                .find(|v| v.name == name)
+                .and_then(|v| v.as_bool())
+        };
+        assert_eq!(get(&isa, "has_popcnt"), Some(false));
+        assert_eq!(get(&isa, "has_sse41"), Some(false));
+        assert!(isa.flags().is_pic());
+        let isa = build_isa(&Target::parse("x86_64+popcnt+sse41").unwrap(), Purpose::Jit).unwrap();
+        assert_eq!(get(&isa, "has_popcnt"), Some(true));
+        assert_eq!(get(&isa, "has_sse41"), Some(true));
+        assert_eq!(get(&isa, "has_avx"), Some(false));
+        assert!(!isa.flags().is_pic());
+        let isa = build_isa(&Target::parse("aarch64+lse").unwrap(), Purpose::Object).unwrap();
+        assert_eq!(get(&isa, "has_lse"), Some(true));
+        assert_eq!(get(&isa, "has_dotprod"), Some(false));
+    }
+}

@@ -1,0 +1,205 @@
+//! JIT compilation for the host.
+
+use std::collections::HashMap;
+
+use bnnc_ir::kir;
+use bnnc_ir::target::Target;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::default_libcall_names;
+
+use crate::isa::{build_isa, Purpose};
+use crate::translate::Placement;
+use crate::{compile_module, Error};
+
+/// A kir module compiled into this process's memory.
+///
+/// Function addresses from [`Jit::function`] stay valid exactly as long as
+/// the `Jit` lives: dropping it frees the code and data. Calling such an
+/// address means transmuting it to the `extern "C"` function type matching
+/// the kir signature (pointers as `i64`/`*mut u8`), which is `unsafe`.
+///
+/// `Jit` is `Send` and `Sync`: after construction the code and data are
+/// immutable (bnnc code writes no globals), `function` only reads a map
+/// built in `new`, and the `JITModule` itself is never touched through a
+/// shared reference (only when dropping).
+pub struct Jit {
+    module: OnlyMut<Option<JITModule>>,
+    functions: HashMap<String, CodePtr>,
+}
+
+/// The address of finalized (read + execute, never written again) code.
+#[derive(Clone, Copy)]
+struct CodePtr(*const u8);
+
+// SAFETY: the pointee is immutable machine code owned by the `Jit`; the
+// pointer is only handed out, never written through.
+unsafe impl Send for CodePtr {}
+// SAFETY: as above; sharing an address of immutable code is harmless.
+unsafe impl Sync for CodePtr {}
+
+/// A value only reachable through `&mut` (like `std::sync::Exclusive`), so
+/// sharing `&OnlyMut<T>` between threads can never touch the `T`.
+struct OnlyMut<T>(T);
+
+// SAFETY: `OnlyMut` exposes no `&T`, so a shared reference gives no access
+// to the inner value; only the unique owner (`&mut`) reaches it.
+unsafe impl<T: Send> Sync for OnlyMut<T> {}
+
+impl<T> OnlyMut<T> {
+    fn get_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl Jit {
+    /// Compiles `m` for `target`, which must be this machine's architecture
+    /// with only features this machine has (see `Target::missing_on_host`).
+    pub fn new(m: &kir::Module, target: &Target) -> Result<Jit, Error> {
+        let missing = target.missing_on_host();
+        if !missing.is_empty() {
+            return Err(Error::NotRunnable {
+                target: target.to_string(),
+                missing,
+            });
+        }
+        kir::check(m).map_err(Error::Kir)?;
+        let isa = build_isa(target, Purpose::Jit)?;
+        let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+        // Every extern is resolved here, so the JIT never has to look a
+        // symbol up (and never panics on a missing one) while finalizing.
+        for x in &m.externs {
+            let ptr =
+                resolve_extern(&x.name).ok_or_else(|| Error::UnresolvedExtern(x.name.clone()))?;
+            builder.symbol(x.name.as_str(), ptr);
+        }
+        let mut jit = Jit {
+            module: OnlyMut(Some(JITModule::new(builder))),
+            functions: HashMap::new(),
+        };
+        // On error `jit` is dropped, which frees whatever was allocated.
+        let module = jit.module.get_mut().as_mut().expect("module present");
+        let decl = compile_module(module, m, Placement::Jit, false, |_, _| {})?;
+        module
+            .finalize_definitions()
+            .map_err(|e| Error::Module(format!("finalizing the JIT module: {e}")))?;
+        let functions = m
+            .functions
+            .iter()
+            .zip(&decl.funcs)
+            .map(|(f, &id)| (f.name.clone(), CodePtr(module.get_finalized_function(id))))
+            .collect();
+        jit.functions = functions;
+        Ok(jit)
+    }
+
+    /// The address of the function called `name` (exported or not).
+    pub fn function(&self, name: &str) -> Option<*const u8> {
+        self.functions.get(name).map(|p| p.0)
+    }
+}
+
+impl Drop for Jit {
+    fn drop(&mut self) {
+        if let Some(module) = self.module.get_mut().take() {
+            // SAFETY: the addresses handed out are documented to be valid
+            // only while the `Jit` lives; nothing of ours runs any more.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+impl std::fmt::Debug for Jit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.functions.keys().collect();
+        names.sort();
+        f.debug_struct("Jit").field("functions", &names).finish()
+    }
+}
+
+#[allow(clashing_extern_declarations)]
+mod libm {
+    // The single-precision libm functions kir code may import, linked into
+    // this binary so their addresses are known without a dynamic lookup.
+    unsafe extern "C" {
+        pub fn expf(x: f32) -> f32;
+        pub fn exp2f(x: f32) -> f32;
+        pub fn logf(x: f32) -> f32;
+        pub fn log2f(x: f32) -> f32;
+        pub fn tanhf(x: f32) -> f32;
+        pub fn erff(x: f32) -> f32;
+        pub fn powf(x: f32, y: f32) -> f32;
+        pub fn sqrtf(x: f32) -> f32;
+        pub fn fabsf(x: f32) -> f32;
+        pub fn floorf(x: f32) -> f32;
+        pub fn ceilf(x: f32) -> f32;
+        pub fn roundf(x: f32) -> f32;
+        pub fn truncf(x: f32) -> f32;
+        pub fn fminf(x: f32, y: f32) -> f32;
+        pub fn fmaxf(x: f32, y: f32) -> f32;
+    }
+}
+
+fn resolve_extern(name: &str) -> Option<*const u8> {
+    type F1 = unsafe extern "C" fn(f32) -> f32;
+    type F2 = unsafe extern "C" fn(f32, f32) -> f32;
+    let p = match name {
+        "expf" => libm::expf as F1 as *const u8,
+        "exp2f" => libm::exp2f as F1 as *const u8,
+        "logf" => libm::logf as F1 as *const u8,
+        "log2f" => libm::log2f as F1 as *const u8,
+        "tanhf" => libm::tanhf as F1 as *const u8,
+        "erff" => libm::erff as F1 as *const u8,
+        "powf" => libm::powf as F2 as *const u8,
+        "sqrtf" => libm::sqrtf as F1 as *const u8,
+        "fabsf" => libm::fabsf as F1 as *const u8,
+        "floorf" => libm::floorf as F1 as *const u8,
+        "ceilf" => libm::ceilf as F1 as *const u8,
+        "roundf" => libm::roundf as F1 as *const u8,
+        "truncf" => libm::truncf as F1 as *const u8,
+        "fminf" => libm::fminf as F2 as *const u8,
+        "fmaxf" => libm::fmaxf as F2 as *const u8,
+        _ => return dynamic_lookup(name),
+    };
+    Some(p)
+}
+
+/// Any other symbol of the process (e.g. a C function of the embedding
+/// program).
+#[cfg(target_os = "linux")]
+fn dynamic_lookup(name: &str) -> Option<*const u8> {
+    use std::ffi::{c_char, c_void, CString};
+    unsafe extern "C" {
+        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    }
+    let name = CString::new(name).ok()?;
+    // RTLD_DEFAULT is the null handle on Linux.
+    // SAFETY: `name` is a valid C string; dlsym only reads it.
+    let p = unsafe { dlsym(std::ptr::null_mut(), name.as_ptr()) };
+    (!p.is_null()).then_some(p as *const u8)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn dynamic_lookup(_name: &str) -> Option<*const u8> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn jit_is_send_and_sync() {
+        assert_send_sync::<Jit>();
+    }
+
+    #[test]
+    fn libm_resolves() {
+        let expf = resolve_extern("expf").unwrap();
+        // SAFETY: `expf` has this signature.
+        let f: extern "C" fn(f32) -> f32 = unsafe { std::mem::transmute(expf) };
+        assert_eq!(f(0.0), 1.0);
+        assert!(resolve_extern("no_such_function_bnnc").is_none());
+    }
+}

@@ -1,0 +1,1341 @@
+//! Kernel emitters: one kir function per node.
+//!
+//! Each emitter mirrors its op's reference definition (`bnnc_ir::op`) loop for
+//! loop, so float results are summed in the interpreter's order and integer and
+//! binary results are exact. Binary convolution and dense layers compute
+//! `Cg - 2 * popcount(x xor w)` per kernel tap on packed words; padded taps add a
+//! per-(output channel, tap) constant `pad * sum_c w` (0 for `pad_value=0`).
+
+use bnnc_ir::kir::build::*;
+use bnnc_ir::kir::{BinOp, CmpOp, DataId, Expr, Ty, UnOp};
+use bnnc_ir::{Dim, ElemType, Op, PadValue, TensorData, TensorType, ValueId};
+
+use super::emit::*;
+use super::{pack_bits, sample_elems, Cx, LowerError, Storage};
+
+type R = Result<(), LowerError>;
+
+/// Rows and channels of a tensor seen as `[rows, C]` per sample (C = last axis;
+/// 1 for a batched vector).
+fn rows_cols(ty: &TensorType) -> (usize, usize) {
+    let dims: Vec<usize> = ty.shape.iter().map(|d| d.resolve(1)).collect();
+    match (dims.len(), ty.is_batched()) {
+        (0, _) | (1, true) => (1, 1),
+        (1, false) => (1, dims[0]),
+        (r, batched) => (
+            dims[usize::from(batched)..r - 1].iter().product(),
+            dims[r - 1],
+        ),
+    }
+}
+
+/// Samples to loop over: the batch for batched tensors, else 1.
+fn samples(ty: &TensorType, batch: &Expr) -> Expr {
+    if ty.is_batched() {
+        batch.clone()
+    } else {
+        i64c(1)
+    }
+}
+
+/// Address of element `idx` of a 4-byte-element buffer.
+fn at4(p: &Expr, idx: Expr) -> Expr {
+    addr(p.clone(), idx, 4)
+}
+
+/// Address of word `idx` of a packed buffer.
+fn at8(p: &Expr, idx: Expr) -> Expr {
+    addr(p.clone(), idx, 8)
+}
+
+fn c64(x: usize) -> Expr {
+    i64c(x as i64)
+}
+
+/// Loads element `idx` of a numeric buffer as f32 (converting i32).
+fn load_f32(storage: Storage, p: &Expr, idx: Expr) -> Expr {
+    match storage {
+        Storage::F32 => load(Ty::F32, at4(p, idx)),
+        _ => i2f(load(Ty::I32, at4(p, idx))),
+    }
+}
+
+fn load_data_f32(d: DataId, idx: Expr) -> Expr {
+    load(Ty::F32, at4(&Expr::DataAddr(d), idx))
+}
+
+fn f32_values(t: &bnnc_ir::Tensor) -> Vec<f32> {
+    t.to_f32_vec()
+}
+
+pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
+    let node = cx.model.graph.node(v).clone();
+    let ins = node.inputs.clone();
+    let elem = |i: usize| cx.model.ty(ins[i]).elem;
+    let out_elem = cx.model.ty(v).elem;
+    match &node.op {
+        Op::Input(_) | Op::Weight { .. } | Op::Const { .. } => Ok(()),
+        Op::Sign { .. } => match elem(0) {
+            ElemType::B1 => {
+                let src = cx.operand(ins[0])?;
+                copy(cx, v, src, out);
+                Ok(())
+            }
+            ElemType::F32 | ElemType::I32 => {
+                let src = cx.operand(ins[0])?;
+                let st = cx.buf_storage(src);
+                pack(cx, "sign", out, vec![src], move |_, p, idx, _| match st {
+                    Storage::F32 => cmp(CmpOp::FLt, load(Ty::F32, at4(&p[0], idx)), f32c(0.0)),
+                    _ => lt(load(Ty::I32, at4(&p[0], idx)), i32c(0)),
+                });
+                Ok(())
+            }
+            _ => Err(cx.unsupported(v, &[])),
+        },
+        Op::Threshold => threshold(cx, v, &ins, out),
+        Op::Conv2d(attrs) => match (elem(0), elem(1)) {
+            (ElemType::B1, ElemType::B1) => conv_b1(cx, v, &ins, attrs, out),
+            (ElemType::F32, ElemType::F32 | ElemType::B1 | ElemType::Ternary) => {
+                conv_f32(cx, v, &ins, attrs, out)
+            }
+            _ => Err(cx.unsupported(v, &[])),
+        },
+        Op::Dense => match (elem(0), elem(1)) {
+            (ElemType::B1, ElemType::B1) => dense_b1(cx, v, &ins, out),
+            (ElemType::F32, ElemType::F32 | ElemType::B1 | ElemType::Ternary) => {
+                dense_f32(cx, v, &ins, out)
+            }
+            _ => Err(cx.unsupported(v, &[])),
+        },
+        Op::BatchNorm { eps } => {
+            let params = const_params(cx, v, &ins[1..])?;
+            let denom: Vec<f32> = params[3].iter().map(|&var| (var + eps).sqrt()).collect();
+            let (mean, gamma, beta) = (
+                cx.data_f32("bn_mean", &params[2]),
+                cx.data_f32("bn_gamma", &params[0]),
+                cx.data_f32("bn_beta", &params[1]),
+            );
+            let den = cx.data_f32("bn_denom", &denom);
+            map(cx, v, ins[0], out, "batchnorm", move |_, x, c| {
+                // y = (x - mean) / sqrt(var + eps) * gamma + beta, in this order.
+                let centered = fsub(x, load_data_f32(mean, c.clone()));
+                let normed = fdiv(centered, load_data_f32(den, c.clone()));
+                fadd(
+                    fmul(normed, load_data_f32(gamma, c.clone())),
+                    load_data_f32(beta, c),
+                )
+            })
+        }
+        Op::Add | Op::Sub | Op::Mul => broadcast(cx, v, &ins, out),
+        Op::Relu => {
+            let float = out_elem == ElemType::F32;
+            map(cx, v, ins[0], out, "relu", move |_, x, _| {
+                if float {
+                    let keep = bin(
+                        BinOp::Or,
+                        cmp(CmpOp::FGt, x.clone(), f32c(0.0)),
+                        cmp(CmpOp::FUno, x.clone(), x.clone()),
+                    );
+                    select(keep, x, f32c(0.0))
+                } else {
+                    bin(BinOp::SMax, x, i32c(0))
+                }
+            })
+        }
+        Op::Prelu => {
+            let p = const_params(cx, v, &ins[1..])?;
+            let alpha = cx.data_f32("prelu_alpha", &p[0]);
+            map(cx, v, ins[0], out, "prelu", move |_, x, c| {
+                select(
+                    cmp(CmpOp::FGt, x.clone(), f32c(0.0)),
+                    x.clone(),
+                    fmul(load_data_f32(alpha, c), x),
+                )
+            })
+        }
+        Op::Rprelu => {
+            let p = const_params(cx, v, &ins[1..])?;
+            let (g, b, z) = (
+                cx.data_f32("rprelu_gamma", &p[0]),
+                cx.data_f32("rprelu_beta", &p[1]),
+                cx.data_f32("rprelu_zeta", &p[2]),
+            );
+            map(cx, v, ins[0], out, "rprelu", move |fb, x, c| {
+                let u = fb.let_("u", Ty::F32, fsub(x, load_data_f32(g, c.clone())));
+                let act = select(
+                    cmp(CmpOp::FGt, u.clone(), f32c(0.0)),
+                    u.clone(),
+                    fmul(load_data_f32(b, c.clone()), u),
+                );
+                fadd(act, load_data_f32(z, c))
+            })
+        }
+        Op::Hardtanh => clip(cx, v, ins[0], out, -1.0, 1.0),
+        Op::Clip { min, max } => clip(cx, v, ins[0], out, *min, *max),
+        Op::Sigmoid => {
+            let expf = cx.expf();
+            map(cx, v, ins[0], out, "sigmoid", move |_, x, _| {
+                let e = Expr::CallExtern(expf, vec![un(UnOp::FNeg, x)]);
+                fdiv(f32c(1.0), fadd(f32c(1.0), e))
+            })
+        }
+        Op::Dequantize { scale, zero_point } => {
+            if !matches!(elem(0), ElemType::I32 | ElemType::B1) {
+                return Err(cx.unsupported(v, &[]));
+            }
+            let (scale, zp) = (*scale, *zero_point as i64);
+            map_int(cx, v, ins[0], out, "dequantize", move |_, q, _| {
+                let d = sub(to_i64(q), i64c(zp));
+                fmul(
+                    bnnc_ir::kir::build::cast(bnnc_ir::kir::CastOp::SIToF, d, Ty::F32),
+                    f32c(scale),
+                )
+            })
+        }
+        Op::MaxPool2d(a) => {
+            if elem(0) == ElemType::B1 {
+                maxpool_b1(cx, v, ins[0], a, out)
+            } else {
+                pool(cx, v, ins[0], a, out, true)
+            }
+        }
+        Op::AvgPool2d(a) => pool(cx, v, ins[0], a, out, false),
+        Op::GlobalAvgPool => global_avgpool(cx, v, ins[0], out),
+        Op::Concat { .. }
+        | Op::Replicate { .. }
+        | Op::ChannelShuffle { .. }
+        | Op::Flatten
+        | Op::Reshape { .. } => {
+            if out_elem == ElemType::B1 {
+                // Move ±1 values as i32, then pack.
+                let ty = TensorType::new(ElemType::I32, cx.model.ty(v).shape.clone());
+                let tmp = cx.temp(format!("{}.i32", node.name), ty)?;
+                movement(cx, v, &node.op, &ins, tmp)?;
+                pack(cx, "pack", out, vec![tmp], |_, p, idx, _| {
+                    lt(load(Ty::I32, at4(&p[0], idx)), i32c(0))
+                });
+                Ok(())
+            } else {
+                movement(cx, v, &node.op, &ins, out)
+            }
+        }
+        Op::Softmax { axis } => softmax_argmax(cx, v, ins[0], *axis, out, true),
+        Op::Argmax { axis } => softmax_argmax(cx, v, ins[0], *axis, out, false),
+        Op::Quantize { .. } | Op::Ternarize { .. } => Err(cx.unsupported(v, &[])),
+    }
+}
+
+/// Per-channel `f32` parameters that must be constants.
+fn const_params(cx: &Cx, v: ValueId, ps: &[ValueId]) -> Result<Vec<Vec<f32>>, LowerError> {
+    ps.iter()
+        .map(|&p| {
+            cx.constant(p)
+                .map(f32_values)
+                .ok_or_else(|| LowerError::Unsupported {
+                    node: cx.model.graph.node(v).name.clone(),
+                    op: format!(
+                        "{} with a non-constant parameter",
+                        cx.model.graph.node(v).op.name()
+                    ),
+                    types: cx.model.ty(p).to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Copies a buffer (any storage) in 4-byte units.
+pub(crate) fn copy(cx: &mut Cx, _v: ValueId, src: usize, dst: usize) {
+    let ty = cx.buf_ty(dst).clone();
+    let units = (cx.buf_storage(dst).sample_bytes(sample_elems(&ty)) / 4) as usize;
+    let (mut fb, batch, p) = cx.begin("copy", 2);
+    let ns = samples(&ty, &batch);
+    fb.for_("n", i64c(0), ns, |fb, n| {
+        fb.for_n("i", units, |fb, i| {
+            let idx = add(mul(n.clone(), c64(units)), i);
+            fb.store(at4(&p[1], idx.clone()), load(Ty::I32, at4(&p[0], idx)));
+        })
+    });
+    cx.end(fb, vec![src, dst]);
+}
+
+/// Unpacks a `b1` buffer into ±1 `i32` values.
+pub(crate) fn unpack(cx: &mut Cx, _v: ValueId, src: usize, dst: usize) {
+    let ty = cx.buf_ty(src).clone();
+    let (rows, c) = rows_cols(&ty);
+    let wpr = Storage::words(c);
+    let (mut fb, batch, p) = cx.begin("unpack", 2);
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("r", rows, |fb, r| {
+            let row = add(mul(n.clone(), c64(rows)), r);
+            fb.for_n("c", c, |fb, ch| {
+                let word = load(
+                    Ty::I64,
+                    at8(
+                        &p[0],
+                        add(mul(row.clone(), c64(wpr)), shru(ch.clone(), i64c(6))),
+                    ),
+                );
+                let bit = and(shru(word, ch.clone()), i64c(1));
+                let val = to_i32(sub(i64c(1), mul(i64c(2), bit)));
+                fb.store(at4(&p[1], add(mul(row.clone(), c64(c)), ch)), val);
+            })
+        })
+    });
+    cx.end(fb, vec![src, dst]);
+}
+
+/// Packs into `out` (a `b1` buffer): element `idx` (row-major over the output
+/// shape, channel `ch`) becomes -1 (bit 1) where `negative(fb, ptrs, idx, ch)`.
+fn pack(
+    cx: &mut Cx,
+    what: &str,
+    out: usize,
+    args: Vec<usize>,
+    negative: impl Fn(&mut Fb, &[Expr], Expr, Expr) -> Expr,
+) {
+    let ty = cx.buf_ty(out).clone();
+    let (rows, c) = rows_cols(&ty);
+    let wpr = Storage::words(c);
+    let nargs = args.len();
+    let (mut fb, batch, p) = cx.begin(what, nargs + 1);
+    let bits = fb.var("bits", Ty::I64);
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("r", rows, |fb, r| {
+            let row = add(mul(n.clone(), c64(rows)), r);
+            fb.for_n("w", wpr, |fb, w| {
+                fb.assign(bits, i64c(0));
+                fb.for_n("j", c.min(64), |fb, j| {
+                    let ch = add(mul(w.clone(), i64c(64)), j.clone());
+                    let body = |fb: &mut Fb| {
+                        let neg = negative(
+                            fb,
+                            &p[..nargs],
+                            add(mul(row.clone(), c64(c)), ch.clone()),
+                            ch.clone(),
+                        );
+                        fb.assign(bits, or(var(bits), shl(flag64(neg), j.clone())));
+                    };
+                    if c % 64 == 0 {
+                        body(fb)
+                    } else {
+                        fb.if_(lt(ch.clone(), c64(c)), body)
+                    }
+                });
+                fb.store(
+                    at8(&p[nargs], add(mul(row.clone(), c64(wpr)), w)),
+                    var(bits),
+                );
+            })
+        })
+    });
+    let mut all = args;
+    all.push(out);
+    cx.end(fb, all);
+}
+
+/// Elementwise map over `[rows, C]` with the channel index; `f` receives the
+/// value as f32 (the output is f32).
+fn map(
+    cx: &mut Cx,
+    v: ValueId,
+    x: ValueId,
+    out: usize,
+    what: &str,
+    f: impl Fn(&mut Fb, Expr, Expr) -> Expr,
+) -> R {
+    let src = cx.numeric(x)?;
+    let st = cx.buf_storage(src);
+    let out_float = cx.buf_storage(out) == Storage::F32;
+    map_raw(cx, v, src, out, what, move |fb, p, idx, c| {
+        let x = if out_float {
+            load_f32(st, p, idx)
+        } else {
+            load(Ty::I32, at4(p, idx))
+        };
+        f(fb, x, c)
+    })
+}
+
+/// Like [`map`] but `f` receives the raw `i32` value.
+fn map_int(
+    cx: &mut Cx,
+    v: ValueId,
+    x: ValueId,
+    out: usize,
+    what: &str,
+    f: impl Fn(&mut Fb, Expr, Expr) -> Expr,
+) -> R {
+    let src = cx.numeric(x)?;
+    map_raw(cx, v, src, out, what, move |fb, p, idx, c| {
+        f(fb, load(Ty::I32, at4(p, idx)), c)
+    })
+}
+
+fn map_raw(
+    cx: &mut Cx,
+    _v: ValueId,
+    src: usize,
+    out: usize,
+    what: &str,
+    f: impl Fn(&mut Fb, &Expr, Expr, Expr) -> Expr,
+) -> R {
+    let ty = cx.buf_ty(out).clone();
+    let (rows, c) = rows_cols(&ty);
+    let (mut fb, batch, p) = cx.begin(what, 2);
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("r", rows, |fb, r| {
+            let row = add(mul(n.clone(), c64(rows)), r);
+            fb.for_n("c", c, |fb, ch| {
+                let idx = add(mul(row.clone(), c64(c)), ch.clone());
+                let y = f(fb, &p[0], idx.clone(), ch);
+                fb.store(at4(&p[1], idx), y);
+            })
+        })
+    });
+    cx.end(fb, vec![src, out]);
+    Ok(())
+}
+
+fn clip(cx: &mut Cx, v: ValueId, x: ValueId, out: usize, lo: f32, hi: f32) -> R {
+    map(cx, v, x, out, "clip", move |fb, x, _| {
+        // NaN stays NaN: both comparisons are false for it.
+        let l = fb.let_(
+            "lo",
+            Ty::F32,
+            select(cmp(CmpOp::FLt, x.clone(), f32c(lo)), f32c(lo), x),
+        );
+        select(cmp(CmpOp::FGt, l.clone(), f32c(hi)), f32c(hi), l)
+    })
+}
+
+/// Contiguous element strides of a shape (the batch dimension's extent does not
+/// matter: it is outermost).
+fn strides(ty: &TensorType) -> Vec<i64> {
+    let dims: Vec<usize> = ty.shape.iter().map(|d| d.resolve(1)).collect();
+    let mut s = vec![0i64; dims.len()];
+    let mut acc = 1i64;
+    for i in (0..dims.len()).rev() {
+        s[i] = acc;
+        acc *= dims[i] as i64;
+    }
+    s
+}
+
+/// Opens one loop per dimension of `ty` (the batch runs to `batch`), returning
+/// the index expressions; close with as many `close_for`.
+fn open_nest(fb: &mut Fb, ty: &TensorType, batch: &Expr) -> Vec<Expr> {
+    ty.shape
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let end = match d {
+                Dim::Batch => batch.clone(),
+                Dim::Fixed(n) => c64(*n),
+            };
+            fb.open_for(&format!("i{i}"), i64c(0), end)
+        })
+        .collect()
+}
+
+fn linear(idx: &[Expr], strides: &[i64]) -> Expr {
+    idx.iter()
+        .zip(strides)
+        .filter(|(_, &s)| s != 0)
+        .fold(i64c(0), |acc, (i, &s)| {
+            add(
+                acc,
+                if s == 1 {
+                    i.clone()
+                } else {
+                    mul(i.clone(), i64c(s))
+                },
+            )
+        })
+}
+
+/// Broadcasting `add`/`sub`/`mul`.
+fn broadcast(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
+    let op = cx.model.graph.node(v).op.clone();
+    let a = cx.numeric(ins[0])?;
+    let b = cx.numeric(ins[1])?;
+    let oty = cx.buf_ty(out).clone();
+    let float = cx.buf_storage(out) == Storage::F32;
+    let r = oty.rank();
+    // Operand strides aligned to the output's dimensions; 0 where broadcast.
+    let ostrides = strides(&oty);
+    let operand_strides = |ty: &TensorType| -> Vec<i64> {
+        let s = strides(ty);
+        let off = r - ty.rank();
+        (0..r)
+            .map(|i| {
+                if i < off {
+                    0
+                } else {
+                    let d = ty.shape[i - off];
+                    if d == Dim::Fixed(1) && oty.shape[i] != Dim::Fixed(1) {
+                        0
+                    } else {
+                        s[i - off]
+                    }
+                }
+            })
+            .collect()
+    };
+    let (sa, sb) = (operand_strides(cx.buf_ty(a)), operand_strides(cx.buf_ty(b)));
+    let (sta, stb) = (cx.buf_storage(a), cx.buf_storage(b));
+    let (mut fb, batch, p) = cx.begin(op.name(), 3);
+    let idx = open_nest(&mut fb, &oty, &batch);
+    let (ia, ib, io) = (
+        linear(&idx, &sa),
+        linear(&idx, &sb),
+        linear(&idx, &ostrides),
+    );
+    let y = if float {
+        let (x, z) = (load_f32(sta, &p[0], ia), load_f32(stb, &p[1], ib));
+        match op {
+            Op::Add => fadd(x, z),
+            Op::Sub => fsub(x, z),
+            _ => fmul(x, z),
+        }
+    } else {
+        let (x, z) = (load(Ty::I32, at4(&p[0], ia)), load(Ty::I32, at4(&p[1], ib)));
+        match op {
+            Op::Add => add(x, z),
+            Op::Sub => sub(x, z),
+            _ => mul(x, z),
+        }
+    };
+    fb.store(at4(&p[2], io), y);
+    for _ in 0..r {
+        fb.close_for();
+    }
+    cx.end(fb, vec![a, b, out]);
+    Ok(())
+}
+
+/// `threshold` with one threshold per channel (b1 output).
+fn threshold(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
+    if cx.model.ty(v).elem != ElemType::B1 {
+        return Err(cx.unsupported(v, &[]));
+    }
+    let (Some(t), dir) = (
+        cx.constant(ins[1]).cloned(),
+        ins.get(2).map(|&d| cx.constant(d).cloned()),
+    ) else {
+        return Err(cx.unsupported(v, &[]));
+    };
+    if matches!(dir, Some(None)) {
+        return Err(cx.unsupported(v, &[]));
+    }
+    let shared = t.dims[0] == 1;
+    let src = cx.numeric(ins[0])?;
+    let st = cx.buf_storage(src);
+    let float = st == Storage::F32;
+    let tdata = match &t.data {
+        TensorData::F32(x) => cx.data_f32("thresholds", x),
+        TensorData::Int(x) => cx.data_i32("thresholds", x),
+    };
+    let ddata = dir
+        .flatten()
+        .and_then(|d| d.as_int().map(|x| x.to_vec()))
+        .map(|d| cx.data_i32("dir", &d));
+    pack(cx, "threshold", out, vec![src], move |_, p, idx, ch| {
+        let ti = if shared { i64c(0) } else { ch.clone() };
+        let (x, th) = if float {
+            (load(Ty::F32, at4(&p[0], idx)), load_data_f32(tdata, ti))
+        } else {
+            (
+                load(Ty::I32, at4(&p[0], idx)),
+                load(Ty::I32, at4(&Expr::DataAddr(tdata), ti)),
+            )
+        };
+        let (ge, le) = if float {
+            (
+                cmp(CmpOp::FGe, x.clone(), th.clone()),
+                cmp(CmpOp::FLe, x, th),
+            )
+        } else {
+            (
+                cmp(CmpOp::SGe, x.clone(), th.clone()),
+                cmp(CmpOp::SLe, x, th),
+            )
+        };
+        let passed = match ddata {
+            None => ge,
+            Some(d) => {
+                let dv = load(Ty::I32, at4(&Expr::DataAddr(d), ch));
+                select(cmp(CmpOp::Eq, dv, i32c(-1)), le, ge)
+            }
+        };
+        cmp(CmpOp::Eq, passed, Expr::Int(0, Ty::I8))
+    });
+    Ok(())
+}
+
+/// Dense `f32 x {f32, b1, ternary}`: weights as f32 (±1 / 0 exactly).
+fn dense_f32(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
+    let w = cx
+        .constant(ins[1])
+        .cloned()
+        .ok_or_else(|| cx.unsupported(v, &[]))?;
+    let (o, k) = (w.dims[0], w.dims[1]);
+    let wd = cx.data_f32("dense_w", &f32_values(&w));
+    let x = cx.operand(ins[0])?;
+    let ty = cx.buf_ty(out).clone();
+    let (mut fb, batch, p) = cx.begin("dense_f32", 2);
+    let acc = fb.var("acc", Ty::F32);
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("o", o, |fb, oi| {
+            fb.assign(acc, f32c(0.0));
+            fb.for_n("k", k, |fb, ki| {
+                let xv = load(Ty::F32, at4(&p[0], add(mul(n.clone(), c64(k)), ki.clone())));
+                let wv = load_data_f32(wd, add(mul(oi.clone(), c64(k)), ki));
+                fb.assign(acc, fadd(var(acc), fmul(xv, wv)));
+            });
+            fb.store(at4(&p[1], add(mul(n.clone(), c64(o)), oi)), var(acc));
+        })
+    });
+    cx.end(fb, vec![x, out]);
+    Ok(())
+}
+
+/// Dense `b1 x b1`: `K - 2 * popcount(x xor w)` over packed words.
+fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
+    let w = cx
+        .constant(ins[1])
+        .cloned()
+        .ok_or_else(|| cx.unsupported(v, &[]))?;
+    let (o, k) = (w.dims[0], w.dims[1]);
+    let words = Storage::words(k);
+    let packed = pack_bits(w.as_int().unwrap_or(&[]), o, k);
+    let wd = cx.data_u64("dense_w_packed", &packed);
+    let x = cx.operand(ins[0])?;
+    let ty = cx.buf_ty(out).clone();
+    let (mut fb, batch, p) = cx.begin("dense_b1", 2);
+    let acc = fb.var("pc", Ty::I64);
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("o", o, |fb, oi| {
+            fb.assign(acc, i64c(0));
+            fb.for_n("w", words, |fb, wi| {
+                let xw = load(
+                    Ty::I64,
+                    at8(&p[0], add(mul(n.clone(), c64(words)), wi.clone())),
+                );
+                let ww = load(
+                    Ty::I64,
+                    at8(&Expr::DataAddr(wd), add(mul(oi.clone(), c64(words)), wi)),
+                );
+                fb.assign(acc, add(var(acc), un(UnOp::Popcnt, xor(xw, ww))));
+            });
+            let y = to_i32(sub(c64(k), mul(i64c(2), add(var(acc), i64c(0)))));
+            fb.store(at4(&p[1], add(mul(n.clone(), c64(o)), oi)), y);
+        })
+    });
+    cx.end(fb, vec![x, out]);
+    Ok(())
+}
+
+/// Geometry shared by the convolution kernels.
+struct Geom {
+    h: usize,
+    w: usize,
+    c: usize,
+    oh: usize,
+    ow: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    cg: usize,
+    og: usize,
+    groups: usize,
+    attrs: bnnc_ir::Conv2dAttrs,
+}
+
+fn geom(cx: &Cx, v: ValueId, ins: &[ValueId], attrs: &bnnc_ir::Conv2dAttrs) -> Geom {
+    let xd = cx.model.ty(ins[0]).dims(1);
+    let wd = cx.model.ty(ins[1]).dims(1);
+    let od = cx.model.ty(v).dims(1);
+    Geom {
+        h: xd[1],
+        w: xd[2],
+        c: xd[3],
+        oh: od[1],
+        ow: od[2],
+        o: wd[0],
+        kh: wd[1],
+        kw: wd[2],
+        cg: wd[3],
+        og: wd[0] / attrs.groups,
+        groups: attrs.groups,
+        attrs: attrs.clone(),
+    }
+}
+
+/// Loops n, oy, ox, group, o-in-group; calls `tap(fb, n, oy, ox, g, o)` for
+/// the body of one output element.
+fn conv_loops(
+    fb: &mut Fb,
+    g: &Geom,
+    ns: Expr,
+    body: impl Fn(&mut Fb, &Expr, &Expr, &Expr, &Expr, &Expr),
+) {
+    fb.for_("n", i64c(0), ns, |fb, n| {
+        fb.for_n("oy", g.oh, |fb, oy| {
+            fb.for_n("ox", g.ow, |fb, ox| {
+                fb.for_n("g", g.groups, |fb, gi| {
+                    fb.for_n("og", g.og, |fb, oo| {
+                        let o = fb.let_("o", Ty::I64, add(mul(gi.clone(), c64(g.og)), oo));
+                        body(fb, &n, &oy, &ox, &gi, &o);
+                    })
+                })
+            })
+        })
+    });
+}
+
+/// Input row `iy = oy*sh + i*dh - top` (and likewise the column).
+fn tap_pos(out: &Expr, k: &Expr, stride: usize, dil: usize, pad: usize) -> Expr {
+    sub(
+        add(mul(out.clone(), c64(stride)), mul(k.clone(), c64(dil))),
+        c64(pad),
+    )
+}
+
+fn conv_f32(
+    cx: &mut Cx,
+    v: ValueId,
+    ins: &[ValueId],
+    attrs: &bnnc_ir::Conv2dAttrs,
+    out: usize,
+) -> R {
+    let w = cx
+        .constant(ins[1])
+        .cloned()
+        .ok_or_else(|| cx.unsupported(v, &[]))?;
+    let g = geom(cx, v, ins, attrs);
+    let wd = cx.data_f32("conv_w", &f32_values(&w));
+    let x = cx.operand(ins[0])?;
+    let ty = cx.buf_ty(out).clone();
+    let (mut fb, batch, p) = cx.begin("conv2d_f32", 2);
+    let acc = fb.var("acc", Ty::F32);
+    conv_loops(&mut fb, &g, samples(&ty, &batch), |fb, n, oy, ox, gi, o| {
+        fb.assign(acc, f32c(0.0));
+        fb.for_n("i", g.kh, |fb, i| {
+            let iy = fb.let_(
+                "iy",
+                Ty::I64,
+                tap_pos(
+                    oy,
+                    &i,
+                    g.attrs.stride[0],
+                    g.attrs.dilation[0],
+                    g.attrs.padding[0],
+                ),
+            );
+            fb.if_(in_range(iy.clone(), g.h), |fb| {
+                fb.for_n("j", g.kw, |fb, j| {
+                    let ix = fb.let_(
+                        "ix",
+                        Ty::I64,
+                        tap_pos(
+                            ox,
+                            &j,
+                            g.attrs.stride[1],
+                            g.attrs.dilation[1],
+                            g.attrs.padding[1],
+                        ),
+                    );
+                    fb.if_(in_range(ix.clone(), g.w), |fb| {
+                        fb.for_n("c", g.cg, |fb, c| {
+                            let pix = add(
+                                mul(add(mul(n.clone(), c64(g.h)), iy.clone()), c64(g.w)),
+                                ix.clone(),
+                            );
+                            let xi = add(
+                                add(mul(pix, c64(g.c)), mul(gi.clone(), c64(g.cg))),
+                                c.clone(),
+                            );
+                            let wi = add(
+                                mul(
+                                    add(
+                                        mul(add(mul(o.clone(), c64(g.kh)), i.clone()), c64(g.kw)),
+                                        j.clone(),
+                                    ),
+                                    c64(g.cg),
+                                ),
+                                c,
+                            );
+                            fb.assign(
+                                acc,
+                                fadd(
+                                    var(acc),
+                                    fmul(load(Ty::F32, at4(&p[0], xi)), load_data_f32(wd, wi)),
+                                ),
+                            );
+                        })
+                    })
+                })
+            })
+        });
+        let oi = add(
+            mul(
+                add(
+                    mul(add(mul(n.clone(), c64(g.oh)), oy.clone()), c64(g.ow)),
+                    ox.clone(),
+                ),
+                c64(g.o),
+            ),
+            o.clone(),
+        );
+        fb.store(at4(&p[1], oi), var(acc));
+    });
+    cx.end(fb, vec![x, out]);
+    Ok(())
+}
+
+/// Binary convolution on packed words. Weights are laid out per (o, i, j) over
+/// the input's full word width, bits at the channel positions of o's group, so
+/// `x xor w` lines up; with groups > 1 a per-group mask keeps only the group's
+/// channels. Each in-bounds tap adds `Cg - 2 * popcount`; each padded tap adds
+/// `pad * sum_c w[o,i,j,c]` from a table (nothing for `pad_value=0`).
+fn conv_b1(
+    cx: &mut Cx,
+    v: ValueId,
+    ins: &[ValueId],
+    attrs: &bnnc_ir::Conv2dAttrs,
+    out: usize,
+) -> R {
+    let w = cx
+        .constant(ins[1])
+        .cloned()
+        .ok_or_else(|| cx.unsupported(v, &[]))?;
+    let g = geom(cx, v, ins, attrs);
+    let wv = w.as_int().unwrap_or(&[]).to_vec();
+    let words = Storage::words(g.c);
+    let mut wfull = vec![0u64; g.o * g.kh * g.kw * words];
+    let mut padtab = vec![0i32; g.o * g.kh * g.kw];
+    let pad = attrs.effective_pad();
+    for o in 0..g.o {
+        let grp = o / g.og;
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let tap = (o * g.kh + i) * g.kw + j;
+                let mut sum = 0i32;
+                for c in 0..g.cg {
+                    let val = wv[tap * g.cg + c];
+                    sum += val;
+                    if val < 0 {
+                        let ch = grp * g.cg + c;
+                        wfull[tap * words + ch / 64] |= 1u64 << (ch % 64);
+                    }
+                }
+                padtab[tap] = pad.value() * sum;
+            }
+        }
+    }
+    let masks: Vec<u64> = (0..g.groups)
+        .flat_map(|grp| {
+            (0..words).map(move |wi| {
+                let mut m = 0u64;
+                for b in 0..64 {
+                    let ch = wi * 64 + b;
+                    if ch >= grp * g.cg && ch < (grp + 1) * g.cg {
+                        m |= 1 << b;
+                    }
+                }
+                m
+            })
+        })
+        .collect();
+    // Word range of each group's channels.
+    let lo: Vec<usize> = (0..g.groups).map(|grp| grp * g.cg / 64).collect();
+    let hi: Vec<usize> = (0..g.groups)
+        .map(|grp| ((grp + 1) * g.cg - 1) / 64 + 1)
+        .collect();
+    let wd = cx.data_u64("conv_w_packed", &wfull);
+    let pd = (pad != PadValue::Zero).then(|| cx.data_i32("conv_pad", &padtab));
+    let md = (g.groups > 1).then(|| cx.data_u64("conv_group_mask", &masks));
+    let (lod, hid) = if g.groups > 1 {
+        let l: Vec<i32> = lo.iter().map(|&x| x as i32).collect();
+        let h: Vec<i32> = hi.iter().map(|&x| x as i32).collect();
+        (
+            Some(cx.data_i32("conv_group_lo", &l)),
+            Some(cx.data_i32("conv_group_hi", &h)),
+        )
+    } else {
+        (None, None)
+    };
+    let x = cx.operand(ins[0])?;
+    let ty = cx.buf_ty(out).clone();
+    let (mut fb, batch, p) = cx.begin("conv2d_b1", 2);
+    let acc = fb.var("acc", Ty::I64);
+    let pc = fb.var("pc", Ty::I64);
+    conv_loops(&mut fb, &g, samples(&ty, &batch), |fb, n, oy, ox, gi, o| {
+        fb.assign(acc, i64c(0));
+        let (wlo, whi) = match (lod, hid) {
+            (Some(l), Some(h)) => (
+                fb.let_(
+                    "wlo",
+                    Ty::I64,
+                    to_i64(load(Ty::I32, at4(&Expr::DataAddr(l), gi.clone()))),
+                ),
+                fb.let_(
+                    "whi",
+                    Ty::I64,
+                    to_i64(load(Ty::I32, at4(&Expr::DataAddr(h), gi.clone()))),
+                ),
+            ),
+            _ => (i64c(0), c64(words)),
+        };
+        fb.for_n("i", g.kh, |fb, i| {
+            let iy = fb.let_(
+                "iy",
+                Ty::I64,
+                tap_pos(
+                    oy,
+                    &i,
+                    g.attrs.stride[0],
+                    g.attrs.dilation[0],
+                    g.attrs.padding[0],
+                ),
+            );
+            fb.for_n("j", g.kw, |fb, j| {
+                let ix = fb.let_(
+                    "ix",
+                    Ty::I64,
+                    tap_pos(
+                        ox,
+                        &j,
+                        g.attrs.stride[1],
+                        g.attrs.dilation[1],
+                        g.attrs.padding[1],
+                    ),
+                );
+                let tap = fb.let_(
+                    "tap",
+                    Ty::I64,
+                    add(
+                        mul(add(mul(o.clone(), c64(g.kh)), i.clone()), c64(g.kw)),
+                        j.clone(),
+                    ),
+                );
+                let inside = and(in_range(iy.clone(), g.h), in_range(ix.clone(), g.w));
+                fb.if_else(
+                    inside,
+                    |fb| {
+                        fb.assign(pc, i64c(0));
+                        let pix = add(
+                            mul(add(mul(n.clone(), c64(g.h)), iy.clone()), c64(g.w)),
+                            ix.clone(),
+                        );
+                        fb.for_("w", wlo.clone(), whi.clone(), |fb, wi| {
+                            let xw = load(
+                                Ty::I64,
+                                at8(&p[0], add(mul(pix.clone(), c64(words)), wi.clone())),
+                            );
+                            let ww = load(
+                                Ty::I64,
+                                at8(
+                                    &Expr::DataAddr(wd),
+                                    add(mul(tap.clone(), c64(words)), wi.clone()),
+                                ),
+                            );
+                            let mut t = xor(xw, ww);
+                            if let Some(m) = md {
+                                t = and(
+                                    t,
+                                    load(
+                                        Ty::I64,
+                                        at8(
+                                            &Expr::DataAddr(m),
+                                            add(mul(gi.clone(), c64(words)), wi),
+                                        ),
+                                    ),
+                                );
+                            }
+                            fb.assign(pc, add(var(pc), un(UnOp::Popcnt, t)));
+                        });
+                        fb.assign(acc, add(var(acc), sub(c64(g.cg), mul(i64c(2), var(pc)))));
+                    },
+                    |fb| {
+                        if let Some(d) = pd {
+                            let padv = to_i64(load(Ty::I32, at4(&Expr::DataAddr(d), tap.clone())));
+                            fb.assign(acc, add(var(acc), padv));
+                        }
+                    },
+                );
+            })
+        });
+        let oi = add(
+            mul(
+                add(
+                    mul(add(mul(n.clone(), c64(g.oh)), oy.clone()), c64(g.ow)),
+                    ox.clone(),
+                ),
+                c64(g.o),
+            ),
+            o.clone(),
+        );
+        fb.store(at4(&p[1], oi), to_i32(var(acc)));
+    });
+    cx.end(fb, vec![x, out]);
+    Ok(())
+}
+
+/// Window positions of a pool: loops i, j with bounds checks, calling
+/// `visit(fb, element index)` for each in-bounds position in row-major order.
+fn pool_window(
+    fb: &mut Fb,
+    a: &bnnc_ir::PoolAttrs,
+    dims: (usize, usize, usize),
+    n: &Expr,
+    oy: &Expr,
+    ox: &Expr,
+    c: &Expr,
+    visit: &dyn Fn(&mut Fb, Expr),
+) {
+    let (h, w, ch) = dims;
+    fb.for_n("i", a.kernel[0], |fb, i| {
+        let iy = fb.let_("iy", Ty::I64, tap_pos(oy, &i, a.stride[0], 1, a.padding[0]));
+        fb.if_(in_range(iy.clone(), h), |fb| {
+            fb.for_n("j", a.kernel[1], |fb, j| {
+                let ix = fb.let_("ix", Ty::I64, tap_pos(ox, &j, a.stride[1], 1, a.padding[1]));
+                fb.if_(in_range(ix.clone(), w), |fb| {
+                    let pix = add(mul(add(mul(n.clone(), c64(h)), iy.clone()), c64(w)), ix);
+                    visit(fb, add(mul(pix, c64(ch)), c.clone()));
+                })
+            })
+        })
+    });
+}
+
+/// `maxpool2d` (f32/i32, keeping the first maximum) and `avgpool2d` (f32 mean).
+fn pool(
+    cx: &mut Cx,
+    v: ValueId,
+    x: ValueId,
+    a: &bnnc_ir::PoolAttrs,
+    out: usize,
+    is_max: bool,
+) -> R {
+    let src = cx.numeric(x)?;
+    let st = cx.buf_storage(src);
+    let xd = cx.model.ty(x).dims(1);
+    let od = cx.model.ty(v).dims(1);
+    let (h, w, c, oh, ow) = (xd[1], xd[2], xd[3], od[1], od[2]);
+    let ty = cx.buf_ty(out).clone();
+    let float = cx.buf_storage(out) == Storage::F32;
+    let (mut fb, batch, p) = cx.begin(if is_max { "maxpool2d" } else { "avgpool2d" }, 2);
+    let vty = if float { Ty::F32 } else { Ty::I32 };
+    let m = fb.var("m", vty);
+    let have = fb.var("have", Ty::I8);
+    let cnt = fb.var("count", Ty::I32);
+    let p0 = p[0].clone();
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("oy", oh, |fb, oy| {
+            fb.for_n("ox", ow, |fb, ox| {
+                fb.for_n("c", c, |fb, ch| {
+                    fb.assign(m, if float { f32c(0.0) } else { i32c(0) });
+                    fb.assign(have, Expr::Int(0, Ty::I8));
+                    fb.assign(cnt, i32c(0));
+                    let visit = |fb: &mut Fb, idx: Expr| {
+                        let val = if float {
+                            load_f32(st, &p0, idx)
+                        } else {
+                            load(Ty::I32, at4(&p0, idx))
+                        };
+                        let val = fb.let_("v", vty, val);
+                        if is_max {
+                            let gt = cmp(
+                                if float { CmpOp::FGt } else { CmpOp::SGt },
+                                val.clone(),
+                                var(m),
+                            );
+                            fb.assign(m, select(var(have), select(gt, val.clone(), var(m)), val));
+                            fb.assign(have, Expr::Int(1, Ty::I8));
+                        } else {
+                            fb.assign(m, fadd(var(m), val));
+                            fb.assign(cnt, add(var(cnt), i32c(1)));
+                        }
+                    };
+                    pool_window(fb, a, (h, w, c), &n, &oy, &ox, &ch, &visit);
+                    let y = if is_max {
+                        var(m)
+                    } else {
+                        fdiv(var(m), i2f(var(cnt)))
+                    };
+                    let oi = add(
+                        mul(
+                            add(
+                                mul(add(mul(n.clone(), c64(oh)), oy.clone()), c64(ow)),
+                                ox.clone(),
+                            ),
+                            c64(c),
+                        ),
+                        ch,
+                    );
+                    fb.store(at4(&p[1], oi), y);
+                })
+            })
+        })
+    });
+    cx.end(fb, vec![src, out]);
+    Ok(())
+}
+
+/// Binary maxpool on packed words: the max of ±1 values is +1 (bit 0) if any
+/// is +1, so the result is the AND of the window's words.
+fn maxpool_b1(cx: &mut Cx, v: ValueId, x: ValueId, a: &bnnc_ir::PoolAttrs, out: usize) -> R {
+    let src = cx.operand(x)?;
+    let xd = cx.model.ty(x).dims(1);
+    let od = cx.model.ty(v).dims(1);
+    let (h, w, c, oh, ow) = (xd[1], xd[2], xd[3], od[1], od[2]);
+    let words = Storage::words(c);
+    let ty = cx.buf_ty(out).clone();
+    let (mut fb, batch, p) = cx.begin("maxpool2d_b1", 2);
+    let m = fb.var("m", Ty::I64);
+    let p0 = p[0].clone();
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("oy", oh, |fb, oy| {
+            fb.for_n("ox", ow, |fb, ox| {
+                fb.for_n("w", words, |fb, wi| {
+                    fb.assign(m, i64c(-1));
+                    let visit = |fb: &mut Fb, idx: Expr| {
+                        fb.assign(m, and(var(m), load(Ty::I64, at8(&p0, idx))));
+                    };
+                    pool_window(fb, a, (h, w, words), &n, &oy, &ox, &wi, &visit);
+                    let oi = add(
+                        mul(
+                            add(
+                                mul(add(mul(n.clone(), c64(oh)), oy.clone()), c64(ow)),
+                                ox.clone(),
+                            ),
+                            c64(words),
+                        ),
+                        wi,
+                    );
+                    fb.store(at8(&p[1], oi), var(m));
+                })
+            })
+        })
+    });
+    cx.end(fb, vec![src, out]);
+    Ok(())
+}
+
+fn global_avgpool(cx: &mut Cx, _v: ValueId, x: ValueId, out: usize) -> R {
+    let src = cx.numeric(x)?;
+    let st = cx.buf_storage(src);
+    let xd = cx.model.ty(x).dims(1);
+    let (h, w, c) = (xd[1], xd[2], xd[3]);
+    let ty = cx.buf_ty(out).clone();
+    let (mut fb, batch, p) = cx.begin("global_avgpool", 2);
+    let s = fb.var("sum", Ty::F32);
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("c", c, |fb, ch| {
+            fb.assign(s, f32c(0.0));
+            fb.for_n("y", h, |fb, y| {
+                fb.for_n("x", w, |fb, xx| {
+                    let pix = add(mul(add(mul(n.clone(), c64(h)), y.clone()), c64(w)), xx);
+                    fb.assign(
+                        s,
+                        fadd(
+                            var(s),
+                            load_f32(st, &p[0], add(mul(pix, c64(c)), ch.clone())),
+                        ),
+                    );
+                })
+            });
+            fb.store(
+                at4(&p[1], add(mul(n.clone(), c64(c)), ch)),
+                fdiv(var(s), f32c((h * w) as f32)),
+            );
+        })
+    });
+    cx.end(fb, vec![src, out]);
+    Ok(())
+}
+
+/// Data movement on numeric (f32 / i32) buffers: concat, replicate,
+/// channel_shuffle, flatten, reshape. `out` has 4-byte elements.
+fn movement(cx: &mut Cx, v: ValueId, op: &Op, ins: &[ValueId], out: usize) -> R {
+    let oty = cx.buf_ty(out).clone();
+    match op {
+        Op::Flatten | Op::Reshape { .. } => {
+            let src = cx.numeric(ins[0])?;
+            copy(cx, v, src, out);
+        }
+        Op::Replicate { times } => {
+            let src = cx.numeric(ins[0])?;
+            let (rows, c) = rows_cols(cx.buf_ty(src));
+            let times = *times;
+            let (mut fb, batch, p) = cx.begin("replicate", 2);
+            fb.for_("n", i64c(0), samples(&oty, &batch), |fb, n| {
+                fb.for_n("r", rows, |fb, r| {
+                    let row = add(mul(n.clone(), c64(rows)), r);
+                    fb.for_n("t", times, |fb, t| {
+                        fb.for_n("c", c, |fb, ch| {
+                            let val = load(
+                                Ty::I32,
+                                at4(&p[0], add(mul(row.clone(), c64(c)), ch.clone())),
+                            );
+                            let oi = add(
+                                add(mul(row.clone(), c64(c * times)), mul(t.clone(), c64(c))),
+                                ch,
+                            );
+                            fb.store(at4(&p[1], oi), val);
+                        })
+                    })
+                })
+            });
+            cx.end(fb, vec![src, out]);
+        }
+        Op::ChannelShuffle { groups } => {
+            let src = cx.numeric(ins[0])?;
+            let (rows, c) = rows_cols(cx.buf_ty(src));
+            let g = *groups;
+            let m = c / g;
+            let (mut fb, batch, p) = cx.begin("channel_shuffle", 2);
+            fb.for_("n", i64c(0), samples(&oty, &batch), |fb, n| {
+                fb.for_n("r", rows, |fb, r| {
+                    let row = add(mul(n.clone(), c64(rows)), r);
+                    fb.for_n("i", m, |fb, i| {
+                        fb.for_n("k", g, |fb, k| {
+                            // out[.., i*g + k] = x[.., k*m + i]
+                            let si = add(
+                                mul(row.clone(), c64(c)),
+                                add(mul(k.clone(), c64(m)), i.clone()),
+                            );
+                            let oi = add(mul(row.clone(), c64(c)), add(mul(i.clone(), c64(g)), k));
+                            fb.store(at4(&p[1], oi), load(Ty::I32, at4(&p[0], si)));
+                        })
+                    })
+                })
+            });
+            cx.end(fb, vec![src, out]);
+        }
+        Op::Concat { axis } => {
+            let r = oty.rank() as i64;
+            let ax = if *axis < 0 { axis + r } else { *axis } as usize;
+            let ostr = strides(&oty);
+            let mut offset = 0usize;
+            for &x in ins {
+                let src = cx.numeric(x)?;
+                let ity = cx.buf_ty(src).clone();
+                let istr = strides(&ity);
+                let base = offset as i64 * ostr[ax];
+                let (mut fb, batch, p) = cx.begin("concat", 2);
+                let idx = open_nest(&mut fb, &ity, &batch);
+                let oi = add(linear(&idx, &ostr), i64c(base));
+                fb.store(
+                    at4(&p[1], oi),
+                    load(Ty::I32, at4(&p[0], linear(&idx, &istr))),
+                );
+                for _ in 0..ity.rank() {
+                    fb.close_for();
+                }
+                cx.end(fb, vec![src, out]);
+                offset += ity.shape[ax].resolve(1);
+            }
+        }
+        _ => return Err(LowerError::Internal(format!("movement of {}", op.name()))),
+    }
+    Ok(())
+}
+
+/// `softmax` (f32) or `argmax` (i32) along an axis other than the batch.
+fn softmax_argmax(cx: &mut Cx, v: ValueId, x: ValueId, axis: i64, out: usize, soft: bool) -> R {
+    let src = cx.numeric(x)?;
+    let st = cx.buf_storage(src);
+    let xty = cx.model.ty(x).clone();
+    let r = xty.rank() as i64;
+    let ax = if axis < 0 { axis + r } else { axis } as usize;
+    if xty.shape[ax] == Dim::Batch {
+        return Err(LowerError::Unsupported {
+            node: cx.model.graph.node(v).name.clone(),
+            op: cx.model.graph.node(v).op.name().into(),
+            types: "along the batch dimension".into(),
+        });
+    }
+    let dims = xty.dims(1);
+    let first = usize::from(xty.is_batched());
+    let outer: usize = dims[first..ax].iter().product();
+    let len = dims[ax];
+    let inner: usize = dims[ax + 1..].iter().product();
+    let float = st == Storage::F32;
+    let vty = if float { Ty::F32 } else { Ty::I32 };
+    let expf = soft.then(|| cx.expf());
+    let (mut fb, batch, p) = cx.begin(if soft { "softmax" } else { "argmax" }, 2);
+    let m = fb.var("m", if soft { Ty::F32 } else { vty });
+    let s = fb.var("sum", Ty::F32);
+    let best = fb.var("best", Ty::I32);
+    fb.for_("n", i64c(0), samples(&xty, &batch), |fb, n| {
+        fb.for_n("o", outer, |fb, o| {
+            fb.for_n("i", inner, |fb, i| {
+                let line = add(
+                    mul(add(mul(n.clone(), c64(outer)), o.clone()), c64(len * inner)),
+                    i.clone(),
+                );
+                let at = |k: Expr| add(line.clone(), mul(k, c64(inner)));
+                if soft {
+                    // Max over non-NaN elements (a NaN never compares greater).
+                    fb.assign(m, f32c(f32::NEG_INFINITY));
+                    fb.for_n("k", len, |fb, k| {
+                        let val = fb.let_("v", Ty::F32, load_f32(st, &p[0], at(k)));
+                        fb.assign(m, select(cmp(CmpOp::FGt, val.clone(), var(m)), val, var(m)));
+                    });
+                    fb.assign(s, f32c(0.0));
+                    fb.for_n("k", len, |fb, k| {
+                        let e = fb.let_(
+                            "e",
+                            Ty::F32,
+                            Expr::CallExtern(
+                                expf.expect("expf"),
+                                vec![fsub(load_f32(st, &p[0], at(k.clone())), var(m))],
+                            ),
+                        );
+                        fb.store(at4(&p[1], at(k)), e.clone());
+                        fb.assign(s, fadd(var(s), e));
+                    });
+                    fb.for_n("k", len, |fb, k| {
+                        let y = fdiv(load(Ty::F32, at4(&p[1], at(k.clone()))), var(s));
+                        fb.store(at4(&p[1], at(k)), y);
+                    });
+                } else {
+                    let ld = |k: Expr| {
+                        if float {
+                            load(Ty::F32, at4(&p[0], at(k)))
+                        } else {
+                            load(Ty::I32, at4(&p[0], at(k)))
+                        }
+                    };
+                    fb.assign(m, ld(i64c(0)));
+                    fb.assign(best, i32c(0));
+                    if len > 1 {
+                        fb.for_("k", i64c(1), c64(len), |fb, k| {
+                            let val = fb.let_("v", vty, ld(k.clone()));
+                            let gt = fb.let_(
+                                "gt",
+                                Ty::I8,
+                                cmp(
+                                    if float { CmpOp::FGt } else { CmpOp::SGt },
+                                    val.clone(),
+                                    var(m),
+                                ),
+                            );
+                            fb.assign(m, select(gt.clone(), val, var(m)));
+                            fb.assign(best, select(gt, to_i32(k), var(best)));
+                        });
+                    }
+                    let oi = add(
+                        mul(add(mul(n.clone(), c64(outer)), o.clone()), c64(inner)),
+                        i.clone(),
+                    );
+                    fb.store(at4(&p[1], oi), var(best));
+                }
+            })
+        })
+    });
+    cx.end(fb, vec![src, out]);
+    Ok(())
+}

@@ -1,0 +1,761 @@
+//! Lowering: a verified graph becomes a kir module.
+//!
+//! 1. **Constant folding.** Every value computed from weights and constants only
+//!    is evaluated once, here, by the reference interpreter (so `sign(@w)`
+//!    becomes a packed binary constant).
+//! 2. **Kernels.** Each remaining node becomes one kir function (a loop nest)
+//!    over buffers: `f32` and `i32` tensors are row-major; `b1` tensors stay
+//!    bit-packed (channels innermost, 64 per little-endian word, bit 1 = -1,
+//!    tail bits 0). A kernel that needs the numeric values of a `b1` tensor
+//!    reads an unpacked `i32` copy made once.
+//! 3. **Memory plan.** Every intermediate buffer gets an offset in one
+//!    caller-provided workspace: `fixed + per_sample * batch` bytes, with
+//!    buffers whose lifetimes do not overlap sharing space (first fit).
+//! 4. **Entry points.** `<model>_run(inputs.., outputs.., workspace, batch)`,
+//!    `<model>_run_v(inputs[], outputs[], workspace, batch)` (pointer arrays),
+//!    and `<model>_workspace_size(batch)`, all exported; everything else is local.
+//!
+//! n-bit, ternary and int8 tensors are not lowered yet: they are reported as
+//! [`LowerError::Unsupported`], never compiled wrongly.
+
+mod emit;
+mod kernels;
+
+use std::collections::HashMap;
+
+use bnnc_ir::kir::{self, build::*, CmpOp, DataId, Expr, FuncId, Stmt, Ty};
+use bnnc_ir::{ElemType, Model, Op, Tensor, TensorData, TensorType, ValueId};
+
+use emit::Fb;
+
+/// Why a model cannot be lowered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LowerError {
+    #[error("not supported yet by the native backends: {op} {types} (node `{node}`)")]
+    Unsupported {
+        node: String,
+        op: String,
+        types: String,
+    },
+    #[error("the workspace of model `{model}` would overflow: {what}")]
+    WorkspaceOverflow { model: String, what: String },
+    #[error("constant folding of `{node}` failed: {message}")]
+    ConstFold { node: String, message: String },
+    #[error("internal lowering error: {0}")]
+    Internal(String),
+}
+
+/// How a tensor is laid out in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// `float`, row-major.
+    F32,
+    /// `int32_t`, row-major.
+    I32,
+    /// Packed bits: `rows` rows of `channels` bits, each row `ceil(channels/64)`
+    /// little-endian `uint64_t` words; bit `c % 64` of word `c / 64` is channel
+    /// `c`; 1 means -1; unused tail bits are 0.
+    B1 { rows: usize, channels: usize },
+}
+
+impl Storage {
+    /// Words per packed row.
+    pub fn words(channels: usize) -> usize {
+        channels.div_ceil(64)
+    }
+
+    /// Bytes of one sample (or of the whole tensor when unbatched).
+    pub fn sample_bytes(&self, elems: usize) -> u64 {
+        match *self {
+            Storage::F32 | Storage::I32 => elems as u64 * 4,
+            Storage::B1 { rows, channels } => (rows * Storage::words(channels) * 8) as u64,
+        }
+    }
+
+    pub fn c_type(&self) -> &'static str {
+        match self {
+            Storage::F32 => "float",
+            Storage::I32 => "int32_t",
+            Storage::B1 { .. } => "uint64_t",
+        }
+    }
+}
+
+/// Elements of one sample: all dimensions but a leading batch `N`.
+pub fn sample_elems(ty: &TensorType) -> usize {
+    let skip = usize::from(ty.is_batched());
+    ty.shape[skip..].iter().map(|d| d.resolve(1)).product()
+}
+
+/// The storage of a tensor type, or `None` for types not lowered yet.
+pub fn storage_of(ty: &TensorType) -> Option<Storage> {
+    match ty.elem {
+        ElemType::F32 => Some(Storage::F32),
+        ElemType::I32 => Some(Storage::I32),
+        ElemType::B1 => {
+            let dims: Vec<usize> = ty.shape.iter().map(|d| d.resolve(1)).collect();
+            let (rows, channels) = match (dims.len(), ty.is_batched()) {
+                (0, _) | (1, true) => (1, 1),
+                (1, false) => (1, dims[0]),
+                (r, batched) => {
+                    let first = usize::from(batched);
+                    (dims[first..r - 1].iter().product(), dims[r - 1])
+                }
+            };
+            Some(Storage::B1 { rows, channels })
+        }
+        _ => None,
+    }
+}
+
+/// A model input or output as the generated code sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IoDesc {
+    pub name: String,
+    pub ty: TensorType,
+    pub storage: Storage,
+}
+
+impl IoDesc {
+    /// Bytes for `batch` samples.
+    pub fn bytes(&self, batch: usize) -> u64 {
+        let per = self.storage.sample_bytes(sample_elems(&self.ty));
+        if self.ty.is_batched() {
+            per * batch as u64
+        } else {
+            per
+        }
+    }
+}
+
+/// Where one workspace buffer lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanEntry {
+    /// What the buffer holds (a value name, or `name.unpacked`).
+    pub what: String,
+    /// Offset: `fixed_offset` when unbatched, else `fixed_total + offset * batch`.
+    pub offset: u64,
+    /// Bytes (per sample when batched).
+    pub bytes: u64,
+    pub batched: bool,
+}
+
+/// The workspace a call needs: `fixed + per_sample * batch` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    pub fixed: u64,
+    pub per_sample: u64,
+    /// The largest batch whose workspace size and offsets fit in `i64`.
+    pub max_batch: u64,
+}
+
+impl Workspace {
+    pub fn bytes(&self, batch: usize) -> Option<u64> {
+        (batch as u64)
+            .checked_mul(self.per_sample)?
+            .checked_add(self.fixed)
+    }
+}
+
+/// The result of lowering.
+#[derive(Clone, Debug)]
+pub struct Lowered {
+    pub name: String,
+    pub module: kir::Module,
+    pub inputs: Vec<IoDesc>,
+    pub outputs: Vec<IoDesc>,
+    pub workspace: Workspace,
+    pub plan: Vec<PlanEntry>,
+}
+
+impl Lowered {
+    pub fn entry(&self) -> String {
+        format!("{}_run", self.name)
+    }
+    pub fn entry_v(&self) -> String {
+        format!("{}_run_v", self.name)
+    }
+    pub fn workspace_fn(&self) -> String {
+        format!("{}_workspace_size", self.name)
+    }
+}
+
+/// Error codes returned by the entry points.
+pub mod status {
+    pub const OK: i32 = 0;
+    /// A required pointer (input, output, or a workspace of nonzero size) is null.
+    pub const NULL_POINTER: i32 = 1;
+    /// The batch exceeds the model's maximum (its workspace would overflow).
+    pub const BATCH_TOO_LARGE: i32 = 2;
+}
+
+/// Where a buffer lives, resolved to an address in the body function.
+#[derive(Clone, Debug)]
+enum Loc {
+    Input(usize),
+    Output(usize),
+    Work(usize),
+    Data(DataId),
+}
+
+#[derive(Clone, Debug)]
+struct Buf {
+    loc: Loc,
+    ty: TensorType,
+    storage: Storage,
+}
+
+/// One kernel call in the body: function and buffer arguments.
+struct Step {
+    func: FuncId,
+    args: Vec<usize>,
+}
+
+/// Lowering state.
+pub(crate) struct Cx<'m> {
+    model: &'m Model,
+    name: String,
+    module: kir::Module,
+    bufs: Vec<Buf>,
+    work: Vec<(String, u64, bool)>,
+    steps: Vec<Step>,
+    /// Buffer of each computed value.
+    value_buf: Vec<Option<usize>>,
+    /// Unpacked `i32` copies of `b1` values.
+    unpacked: HashMap<ValueId, usize>,
+    /// Constant values (folded).
+    consts: Vec<Option<Tensor>>,
+    /// Data objects made for constants in their standard storage.
+    const_bufs: HashMap<ValueId, usize>,
+    kernel_count: usize,
+    expf: Option<kir::ExternId>,
+}
+
+/// A symbol-safe version of a value name.
+fn sym(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Lowers a verified model to kir.
+pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
+    let g = &model.graph;
+    let name = sym(&g.name);
+    let mut cx = Cx {
+        model,
+        name: name.clone(),
+        module: kir::Module {
+            name: name.clone(),
+            ..Default::default()
+        },
+        bufs: Vec::new(),
+        work: Vec::new(),
+        steps: Vec::new(),
+        value_buf: vec![None; g.nodes.len()],
+        unpacked: HashMap::new(),
+        consts: vec![None; g.nodes.len()],
+        const_bufs: HashMap::new(),
+        kernel_count: 0,
+        expf: None,
+    };
+    cx.fold_constants()?;
+
+    let io = |v: ValueId| -> Result<IoDesc, LowerError> {
+        let ty = model.ty(v).clone();
+        let storage = storage_of(&ty).ok_or_else(|| LowerError::Unsupported {
+            node: g.node(v).name.clone(),
+            op: "model input/output of type".into(),
+            types: ty.to_string(),
+        })?;
+        Ok(IoDesc {
+            name: g.node(v).name.clone(),
+            ty,
+            storage,
+        })
+    };
+    let inputs: Vec<IoDesc> = g.inputs().into_iter().map(io).collect::<Result<_, _>>()?;
+    let outputs: Vec<IoDesc> = g.outputs.iter().map(|&v| io(v)).collect::<Result<_, _>>()?;
+    for (k, v) in g.inputs().into_iter().enumerate() {
+        let b = cx.add_buf(Loc::Input(k), model.ty(v).clone())?;
+        cx.value_buf[v.index()] = Some(b);
+    }
+    // Outputs computed by a kernel write straight into the caller's buffer.
+    let mut out_of: HashMap<ValueId, usize> = HashMap::new();
+    for (k, &v) in g.outputs.iter().enumerate() {
+        out_of.insert(v, k);
+    }
+    for v in g.ids() {
+        let n = g.node(v);
+        if n.op.is_leaf() || cx.consts[v.index()].is_some() {
+            continue;
+        }
+        let ty = model.ty(v).clone();
+        let loc = match out_of.get(&v) {
+            Some(&k) => Loc::Output(k),
+            None => {
+                let bytes = storage_of(&ty)
+                    .ok_or_else(|| cx.unsupported(v, &[]))?
+                    .sample_bytes(sample_elems(&ty));
+                cx.work.push((n.name.clone(), bytes, ty.is_batched()));
+                Loc::Work(cx.work.len() - 1)
+            }
+        };
+        let out = cx.add_buf(loc, ty)?;
+        cx.value_buf[v.index()] = Some(out);
+        kernels::lower_node(&mut cx, v, out)?;
+    }
+    // Outputs that are inputs or constants are copied.
+    for (k, &v) in g.outputs.iter().enumerate() {
+        let computed = !g.node(v).op.is_leaf() && cx.consts[v.index()].is_none();
+        if !computed {
+            let src = cx.operand(v)?;
+            let dst = cx.add_buf(Loc::Output(k), model.ty(v).clone())?;
+            kernels::copy(&mut cx, v, src, dst);
+        }
+    }
+    let (plan, workspace) = cx.plan()?;
+    cx.entry_points(&inputs, &outputs, &plan, &workspace);
+    kir::check(&cx.module).map_err(LowerError::Internal)?;
+    Ok(Lowered {
+        name,
+        module: cx.module,
+        inputs,
+        outputs,
+        workspace,
+        plan,
+    })
+}
+
+impl<'m> Cx<'m> {
+    fn node_name(&self, v: ValueId) -> &str {
+        &self.model.graph.node(v).name
+    }
+
+    pub(crate) fn unsupported(&self, v: ValueId, operands: &[ValueId]) -> LowerError {
+        let n = self.model.graph.node(v);
+        let ins: Vec<String> = if operands.is_empty() {
+            n.inputs
+                .iter()
+                .map(|&i| self.model.ty(i).elem.to_string())
+                .collect()
+        } else {
+            operands
+                .iter()
+                .map(|&i| self.model.ty(i).elem.to_string())
+                .collect()
+        };
+        LowerError::Unsupported {
+            node: n.name.clone(),
+            op: n.op.name().to_string(),
+            types: format!("({}) -> {}", ins.join(", "), self.model.ty(v).elem),
+        }
+    }
+
+    fn fold_constants(&mut self) -> Result<(), LowerError> {
+        let g = &self.model.graph;
+        for v in g.ids() {
+            let n = g.node(v);
+            let value = match &n.op {
+                Op::Input(_) => None,
+                Op::Weight { .. } | Op::Const { .. } => self.model.constant(v).cloned(),
+                op => {
+                    let args: Option<Vec<&Tensor>> = n
+                        .inputs
+                        .iter()
+                        .map(|i| self.consts[i.index()].as_ref())
+                        .collect();
+                    match args {
+                        Some(args) => Some(bnnc_runtime::ops::eval(op, &args).map_err(|e| {
+                            LowerError::ConstFold {
+                                node: n.name.clone(),
+                                message: e.to_string(),
+                            }
+                        })?),
+                        None => None,
+                    }
+                }
+            };
+            self.consts[v.index()] = value;
+        }
+        Ok(())
+    }
+
+    fn add_buf(&mut self, loc: Loc, ty: TensorType) -> Result<usize, LowerError> {
+        let storage = storage_of(&ty).ok_or_else(|| LowerError::Unsupported {
+            node: String::new(),
+            op: "tensor of type".into(),
+            types: ty.to_string(),
+        })?;
+        self.bufs.push(Buf { loc, ty, storage });
+        Ok(self.bufs.len() - 1)
+    }
+
+    /// A workspace buffer of `ty` holding `what`.
+    pub(crate) fn temp(&mut self, what: String, ty: TensorType) -> Result<usize, LowerError> {
+        let storage =
+            storage_of(&ty).ok_or_else(|| LowerError::Internal(format!("temp of {ty}")))?;
+        self.work.push((
+            what,
+            storage.sample_bytes(sample_elems(&ty)),
+            ty.is_batched(),
+        ));
+        self.add_buf(Loc::Work(self.work.len() - 1), ty)
+    }
+
+    pub(crate) fn constant(&self, v: ValueId) -> Option<&Tensor> {
+        self.consts[v.index()].as_ref()
+    }
+
+    /// Adds a read-only data object.
+    pub(crate) fn data(&mut self, what: &str, align: u32, bytes: Vec<u8>) -> DataId {
+        let name = format!("{}__{}_{}", self.name, sym(what), self.module.data.len());
+        self.module.data.push(kir::Data { name, align, bytes });
+        DataId(self.module.data.len() as u32 - 1)
+    }
+
+    pub(crate) fn data_f32(&mut self, what: &str, v: &[f32]) -> DataId {
+        self.data(what, 64, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+
+    pub(crate) fn data_i32(&mut self, what: &str, v: &[i32]) -> DataId {
+        self.data(what, 64, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+
+    pub(crate) fn data_u64(&mut self, what: &str, v: &[u64]) -> DataId {
+        self.data(what, 64, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+
+    /// The buffer holding value `v` (a data object for constants).
+    pub(crate) fn operand(&mut self, v: ValueId) -> Result<usize, LowerError> {
+        if let Some(b) = self.value_buf[v.index()] {
+            return Ok(b);
+        }
+        if let Some(&b) = self.const_bufs.get(&v) {
+            return Ok(b);
+        }
+        let t = self.constant(v).cloned().ok_or_else(|| {
+            LowerError::Internal(format!("value {} has no buffer", self.node_name(v)))
+        })?;
+        let ty = self.model.ty(v).clone();
+        let storage = storage_of(&ty).ok_or_else(|| self.unsupported(v, &[]))?;
+        let what = self.node_name(v).to_string();
+        let id = match (&t.data, storage) {
+            (TensorData::F32(x), _) => self.data_f32(&what, x),
+            (TensorData::Int(x), Storage::I32) => self.data_i32(&what, x),
+            (TensorData::Int(x), Storage::B1 { rows, channels }) => {
+                let words = pack_bits(x, rows, channels);
+                self.data_u64(&what, &words)
+            }
+            _ => return Err(LowerError::Internal(format!("constant {what} of {ty}"))),
+        };
+        let b = self.add_buf(Loc::Data(id), ty)?;
+        self.const_bufs.insert(v, b);
+        Ok(b)
+    }
+
+    /// The buffer with the numeric values of `v`: itself unless it is `b1`, in
+    /// which case an `i32` copy (made once) of its ±1 values.
+    pub(crate) fn numeric(&mut self, v: ValueId) -> Result<usize, LowerError> {
+        let b = self.operand(v)?;
+        if !matches!(self.bufs[b].storage, Storage::B1 { .. }) {
+            return Ok(b);
+        }
+        if let Some(&u) = self.unpacked.get(&v) {
+            return Ok(u);
+        }
+        let ty = TensorType::new(ElemType::I32, self.model.ty(v).shape.clone());
+        let u = self.temp(format!("{}.unpacked", self.node_name(v)), ty)?;
+        kernels::unpack(self, v, b, u);
+        self.unpacked.insert(v, u);
+        Ok(u)
+    }
+
+    pub(crate) fn buf_ty(&self, b: usize) -> &TensorType {
+        &self.bufs[b].ty
+    }
+
+    pub(crate) fn buf_storage(&self, b: usize) -> Storage {
+        self.bufs[b].storage
+    }
+
+    /// Starts a kernel function `name` with a `batch` parameter and one pointer
+    /// per buffer argument.
+    pub(crate) fn begin(&mut self, what: &str, nargs: usize) -> (Fb, Expr, Vec<Expr>) {
+        self.kernel_count += 1;
+        let name = format!("{}_k{}_{}", self.name, self.kernel_count, sym(what));
+        let mut fb = Fb::new(name, false, None);
+        let batch = var(fb.param("batch", Ty::I64));
+        let ptrs = (0..nargs)
+            .map(|i| var(fb.param(&format!("p{i}"), Ty::PTR)))
+            .collect();
+        (fb, batch, ptrs)
+    }
+
+    /// Finishes a kernel begun with [`Cx::begin`] and schedules its call.
+    pub(crate) fn end(&mut self, mut fb: Fb, args: Vec<usize>) {
+        fb.push(Stmt::Return(None));
+        self.module.functions.push(fb.finish());
+        let func = FuncId(self.module.functions.len() as u32 - 1);
+        self.steps.push(Step { func, args });
+    }
+
+    /// `expf`, declared on first use.
+    pub(crate) fn expf(&mut self) -> kir::ExternId {
+        if let Some(x) = self.expf {
+            return x;
+        }
+        self.module.externs.push(kir::Extern {
+            name: "expf".into(),
+            params: vec![Ty::F32],
+            ret: Ty::F32,
+        });
+        let id = kir::ExternId(self.module.externs.len() as u32 - 1);
+        self.expf = Some(id);
+        id
+    }
+
+    /// First-fit placement of workspace buffers by lifetime (in steps).
+    fn plan(&self) -> Result<(Vec<PlanEntry>, Workspace), LowerError> {
+        let n = self.work.len();
+        let mut first = vec![usize::MAX; n];
+        let mut last = vec![0usize; n];
+        for (s, step) in self.steps.iter().enumerate() {
+            for &b in &step.args {
+                if let Loc::Work(w) = self.bufs[b].loc {
+                    first[w] = first[w].min(s);
+                    last[w] = last[w].max(s);
+                }
+            }
+        }
+        let overflow = |what: &str| LowerError::WorkspaceOverflow {
+            model: self.name.clone(),
+            what: what.to_string(),
+        };
+        let mut offsets = vec![0u64; n];
+        for batched in [false, true] {
+            let mut placed: Vec<usize> = Vec::new();
+            let mut order: Vec<usize> = (0..n).filter(|&w| self.work[w].2 == batched).collect();
+            order.sort_by_key(|&w| (first[w], std::cmp::Reverse(self.work[w].1), w));
+            for w in order {
+                let size = self.work[w]
+                    .1
+                    .checked_next_multiple_of(64)
+                    .ok_or_else(|| overflow("a buffer's size"))?;
+                let mut busy: Vec<(u64, u64)> = placed
+                    .iter()
+                    .filter(|&&p| first[p] <= last[w] && first[w] <= last[p])
+                    .map(|&p| (offsets[p], offsets[p] + self.work[p].1.next_multiple_of(64)))
+                    .collect();
+                busy.sort();
+                let mut at = 0u64;
+                for (lo, hi) in busy {
+                    if at.checked_add(size).ok_or_else(|| overflow("offsets"))? <= lo {
+                        break;
+                    }
+                    at = at.max(hi);
+                }
+                offsets[w] = at;
+                placed.push(w);
+            }
+        }
+        let end = |batched: bool| -> Result<u64, LowerError> {
+            (0..n)
+                .filter(|&w| self.work[w].2 == batched)
+                .map(|w| {
+                    offsets[w]
+                        .checked_add(self.work[w].1.next_multiple_of(64))
+                        .ok_or_else(|| overflow("total size"))
+                })
+                .try_fold(0u64, |a, x| Ok(a.max(x?)))
+        };
+        let fixed = end(false)?;
+        let per_sample = end(true)?;
+        let limit = i64::MAX as u64;
+        if fixed > limit || per_sample > limit {
+            return Err(overflow(&format!(
+                "{fixed} fixed bytes + {per_sample} bytes per sample exceed the 2^63 address space"
+            )));
+        }
+        let max_batch = if per_sample == 0 {
+            limit
+        } else {
+            (limit - fixed) / per_sample
+        };
+        let plan = (0..n)
+            .map(|w| PlanEntry {
+                what: self.work[w].0.clone(),
+                offset: offsets[w],
+                bytes: self.work[w].1,
+                batched: self.work[w].2,
+            })
+            .collect();
+        Ok((
+            plan,
+            Workspace {
+                fixed,
+                per_sample,
+                max_batch,
+            },
+        ))
+    }
+
+    /// The body (kernel calls) and the exported entry points.
+    fn entry_points(
+        &mut self,
+        inputs: &[IoDesc],
+        outputs: &[IoDesc],
+        plan: &[PlanEntry],
+        ws: &Workspace,
+    ) {
+        let (ni, no) = (inputs.len(), outputs.len());
+        // body(inputs.., outputs.., workspace, batch)
+        let mut fb = Fb::new(format!("{}_body", self.name), false, None);
+        let params: Vec<Expr> = (0..ni + no)
+            .map(|i| {
+                let nm = if i < ni {
+                    format!("in{i}")
+                } else {
+                    format!("out{}", i - ni)
+                };
+                var(fb.param(&nm, Ty::PTR))
+            })
+            .collect();
+        let wsp = var(fb.param("workspace", Ty::PTR));
+        let batch = var(fb.param("batch", Ty::I64));
+        for step in &self.steps {
+            let mut args = vec![batch.clone()];
+            for &b in &step.args {
+                args.push(match &self.bufs[b].loc {
+                    Loc::Input(k) => params[*k].clone(),
+                    Loc::Output(k) => params[ni + k].clone(),
+                    Loc::Data(d) => Expr::DataAddr(*d),
+                    Loc::Work(w) => {
+                        let e = &plan[*w];
+                        if e.batched {
+                            add(
+                                wsp.clone(),
+                                add(
+                                    i64c(ws.fixed as i64),
+                                    mul(i64c(e.offset as i64), batch.clone()),
+                                ),
+                            )
+                        } else {
+                            add(wsp.clone(), i64c(e.offset as i64))
+                        }
+                    }
+                });
+            }
+            fb.push(Stmt::Call(step.func, args));
+        }
+        fb.push(Stmt::Return(None));
+        self.module.functions.push(fb.finish());
+        let body = FuncId(self.module.functions.len() as u32 - 1);
+
+        // Checks shared by both entry points, then the call.
+        let checked_call = |fb: &mut Fb, ptrs: Vec<Expr>, wsp: Expr, batch: Expr| {
+            fb.if_(
+                cmp(CmpOp::ULt, i64c(ws.max_batch as i64), batch.clone()),
+                |fb| fb.push(Stmt::Return(Some(i32c(status::BATCH_TOO_LARGE)))),
+            );
+            for p in &ptrs {
+                fb.if_(cmp(CmpOp::Eq, p.clone(), i64c(0)), |fb| {
+                    fb.push(Stmt::Return(Some(i32c(status::NULL_POINTER))))
+                });
+            }
+            let size = add(
+                i64c(ws.fixed as i64),
+                mul(i64c(ws.per_sample as i64), batch.clone()),
+            );
+            fb.if_(cmp(CmpOp::Eq, wsp.clone(), i64c(0)), |fb| {
+                fb.if_(cmp(CmpOp::Ne, size, i64c(0)), |fb| {
+                    fb.push(Stmt::Return(Some(i32c(status::NULL_POINTER))))
+                })
+            });
+            let mut args = ptrs;
+            args.push(wsp);
+            args.push(batch);
+            fb.push(Stmt::Call(body, args));
+            fb.push(Stmt::Return(Some(i32c(status::OK))));
+        };
+
+        let mut fb = Fb::new(format!("{}_run", self.name), true, Some(Ty::I32));
+        let ptrs: Vec<Expr> = inputs
+            .iter()
+            .chain(outputs)
+            .map(|d| var(fb.param(&sym(&d.name), Ty::PTR)))
+            .collect();
+        let wsp = var(fb.param("workspace", Ty::PTR));
+        let batch = var(fb.param("batch", Ty::I64));
+        checked_call(&mut fb, ptrs, wsp, batch);
+        self.module.functions.push(fb.finish());
+
+        let mut fb = Fb::new(format!("{}_run_v", self.name), true, Some(Ty::I32));
+        let ins = var(fb.param("inputs", Ty::PTR));
+        let outs = var(fb.param("outputs", Ty::PTR));
+        let wsp = var(fb.param("workspace", Ty::PTR));
+        let batch = var(fb.param("batch", Ty::I64));
+        for arr in [&ins, &outs] {
+            fb.if_(cmp(CmpOp::Eq, arr.clone(), i64c(0)), |fb| {
+                fb.push(Stmt::Return(Some(i32c(status::NULL_POINTER))))
+            });
+        }
+        let mut ptrs = Vec::new();
+        for k in 0..ni {
+            ptrs.push(fb.let_(
+                &format!("in{k}"),
+                Ty::PTR,
+                load(Ty::PTR, add(ins.clone(), i64c(8 * k as i64))),
+            ));
+        }
+        for k in 0..no {
+            ptrs.push(fb.let_(
+                &format!("out{k}"),
+                Ty::PTR,
+                load(Ty::PTR, add(outs.clone(), i64c(8 * k as i64))),
+            ));
+        }
+        checked_call(&mut fb, ptrs, wsp, batch);
+        self.module.functions.push(fb.finish());
+
+        // workspace_size(batch): bytes, or -1 (SIZE_MAX) past the maximum batch.
+        let mut fb = Fb::new(format!("{}_workspace_size", self.name), true, Some(Ty::I64));
+        let batch = var(fb.param("batch", Ty::I64));
+        fb.if_(
+            cmp(CmpOp::ULt, i64c(ws.max_batch as i64), batch.clone()),
+            |fb| fb.push(Stmt::Return(Some(i64c(-1)))),
+        );
+        fb.push(Stmt::Return(Some(add(
+            i64c(ws.fixed as i64),
+            mul(i64c(ws.per_sample as i64), batch),
+        ))));
+        self.module.functions.push(fb.finish());
+    }
+}
+
+/// Packs ±1 values laid out as `rows x channels` into words (bit 1 = -1).
+pub fn pack_bits(values: &[i32], rows: usize, channels: usize) -> Vec<u64> {
+    let wpr = Storage::words(channels);
+    let mut out = vec![0u64; values.len() / channels.max(1) * wpr];
+    let _ = rows;
+    for (i, &v) in values.iter().enumerate() {
+        let (r, c) = (i / channels, i % channels);
+        if v < 0 {
+            out[r * wpr + c / 64] |= 1u64 << (c % 64);
+        }
+    }
+    out
+}
+
+/// Unpacks words into ±1 values (the inverse of [`pack_bits`]).
+pub fn unpack_bits(words: &[u64], rows: usize, channels: usize) -> Vec<i32> {
+    let wpr = Storage::words(channels);
+    let mut out = Vec::with_capacity(rows * channels);
+    for r in 0..rows {
+        for c in 0..channels {
+            let bit = (words[r * wpr + c / 64] >> (c % 64)) & 1;
+            out.push(1 - 2 * bit as i32);
+        }
+    }
+    out
+}
