@@ -19,12 +19,15 @@ const LONG_ABOUT: &str = "\
 bnnc: a compiler for binarized and low-bit neural networks.
 
 A model is a text graph (`model.ir`) plus its weights (`model.safetensors`). These
-commands check, print, draw, initialise and run models; `bnnc help COMMAND` tells more.";
+commands check, print, draw, initialise, run, compile and benchmark models;
+`bnnc help COMMAND` tells more.";
 
 const AFTER_HELP: &str = "\
 Examples:
   bnnc check examples/mnist_mlp.ir
-  bnnc run examples/mnist_mlp.ir --random --batch 4
+  bnnc compile examples/mnist_mlp.ir --target aarch64 -o out
+  bnnc run examples/mnist_mlp.ir --random --batch 4 --engine jit
+  bnnc bench examples/mnist_mlp.ir --batch 1000
   bnnc init examples/mnist_mlp.ir --seed 1";
 
 /// The `bnnc` command line.
@@ -109,6 +112,82 @@ the model text is read; by default the file written is the weights file the mode
   bnnc init examples/mnist_mlp.ir --seed 7 --random-stats -o /tmp/mnist_stats.safetensors"
     )]
     Init(InitArgs),
+
+    /// Compile a model to a native object file and a C header.
+    #[command(
+        long_about = "Compile a model for a target CPU: constant folding (sign(@w) becomes packed \
+b1 weights), lowering to the kernel IR, and code generation by Cranelift. Writes DIR/<model>.o \
+(relocatable ELF with the weights in read-only data) and DIR/<model>.h (entry points, shapes, \
+workspace size, required CPU features); --emit also writes the Cranelift IR (clif) and the \
+kernel IR (kir) for reading.
+
+A target is an architecture and an explicit feature list, ARCH[+FEATURE]...: `x86_64` is the \
+baseline x86-64 (no popcnt instruction), `x86_64+popcnt+avx2` names features, `aarch64` is \
+ARMv8-A with NEON (popcount by `cnt`), `native` is this machine with every feature it has. The \
+code never uses an instruction the target does not name. `--target help` lists them all.
+
+n-bit, ternary and int8 kernels are not available in the native backends yet: such models \
+are refused with a message naming the op and types.",
+        after_help = "Examples:
+  bnnc compile examples/mnist_mlp.ir --target aarch64 -o out
+  bnnc compile examples/bireal_cnn.ir --target x86_64+popcnt -o out --emit obj,header,kir
+  bnnc compile --target help"
+    )]
+    Compile(CompileArgs),
+
+    /// Time a model in the interpreter and as JIT-compiled native code.
+    #[command(
+        long_about = "Run a model on random inputs of the given batch size in the reference \
+interpreter and as native code JIT-compiled for this CPU, check that both give the same \
+outputs, and print the time per batch, samples per second and the speed ratio. Each engine \
+runs once to warm up, then --runs times; the median is reported.",
+        after_help = "Example:\n  bnnc bench examples/mnist_mlp.ir --batch 1000 --runs 5"
+    )]
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The model file (.ir); not needed with `--target help`.
+    #[arg(required_unless_present = "target")]
+    pub file: Option<PathBuf>,
+    /// ARCH[+FEATURE]... or `native`; `help` lists architectures and features.
+    #[arg(long, short = 't', default_value = "native")]
+    pub target: String,
+    /// Output directory (created if missing).
+    #[arg(long = "out-dir", short = 'o', value_name = "DIR", default_value = ".")]
+    pub out_dir: PathBuf,
+    /// What to write, comma-separated: obj, header, clif, kir.
+    #[arg(long, value_delimiter = ',', default_values = ["obj", "header"])]
+    pub emit: Vec<EmitKind>,
+}
+
+/// Artifacts of `bnnc compile`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EmitKind {
+    /// <model>.o: relocatable object file
+    Obj,
+    /// <model>.h: C header
+    Header,
+    /// <model>.clif: Cranelift IR
+    Clif,
+    /// <model>.kir: bnnc kernel IR
+    Kir,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The model file (.ir); its weights file must exist.
+    pub file: PathBuf,
+    /// Batch size of the random inputs.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub batch: u64,
+    /// Timed runs per engine (after one warm-up run); the median is reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub runs: u64,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +202,8 @@ pub enum Engine {
     /// The reference interpreter (bnnc-runtime): the exact meaning of every op.
     #[default]
     Interp,
+    /// Native code JIT-compiled for this CPU by the Cranelift backend.
+    Jit,
 }
 
 /// Where `bnnc run` takes its inputs from: .npy files or random values.
@@ -211,6 +292,20 @@ pub enum CliError {
         #[source]
         source: io::Error,
     },
+    #[error("{}: error: {source}", file.display())]
+    Compile {
+        file: PathBuf,
+        #[source]
+        source: crate::compile::CompileError,
+    },
+    #[error("error: {0}")]
+    Target(#[from] bnnc_ir::target::TargetError),
+    #[error("{}: error: the compiled model failed: {source}", file.display())]
+    Jit {
+        file: PathBuf,
+        #[source]
+        source: crate::jit::JitError,
+    },
     /// Writing to standard output failed (a closed pipe, a full disk).
     #[error("error: cannot write to standard output: {0}")]
     Stdout(#[source] io::Error),
@@ -224,6 +319,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Run(a) => run_model(a, out),
         Command::Graph(a) => graph(a, out),
         Command::Init(a) => init(a, out),
+        Command::Compile(a) => compile(a, out),
+        Command::Bench(a) => bench(a, out),
     }
 }
 
@@ -336,6 +433,17 @@ fn run_model(a: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             file: a.file.clone(),
             source,
         })?,
+        Engine::Jit => {
+            let jit =
+                crate::jit::JitModel::compile(&model).map_err(|source| CliError::Compile {
+                    file: a.file.clone(),
+                    source,
+                })?;
+            jit.run(&inputs).map_err(|source| CliError::Jit {
+                file: a.file.clone(),
+                source,
+            })?
+        }
     };
     let names = g.outputs.iter().map(|&v| g.node(v).name.as_str());
     if a.outputs.is_empty() {
@@ -403,4 +511,113 @@ fn check_batches(
         }
     }
     Ok(first.map_or(1, |(_, n)| n))
+}
+
+fn compile(a: &CompileArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use crate::compile::{compile_to_dir, Emit};
+    if a.target == "help" {
+        return out
+            .write_all(bnnc_ir::target::Target::help().as_bytes())
+            .map_err(CliError::Stdout);
+    }
+    let target = bnnc_ir::target::Target::parse(&a.target)?;
+    let file = a
+        .file
+        .as_ref()
+        .expect("clap requires FILE unless --target help");
+    let model = Model::load(file)?;
+    let emit = a
+        .emit
+        .iter()
+        .map(|e| match e {
+            EmitKind::Obj => Emit::Obj,
+            EmitKind::Header => Emit::Header,
+            EmitKind::Clif => Emit::Clif,
+            EmitKind::Kir => Emit::Kir,
+        })
+        .collect();
+    let written =
+        compile_to_dir(&model, &target, &emit, &a.out_dir).map_err(|source| CliError::Compile {
+            file: file.clone(),
+            source,
+        })?;
+    for p in written {
+        writeln!(out, "wrote {} ({target})", p.display()).map_err(CliError::Stdout)?;
+    }
+    Ok(())
+}
+
+fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use std::time::Instant;
+    let model = Model::load(&a.file)?;
+    let batch = a.batch as usize;
+    let mismatch = |message: String| CliError::Mismatch {
+        file: a.file.clone(),
+        message,
+    };
+    check_sizes(&model, batch).map_err(mismatch)?;
+    let inputs = crate::inputs::random_inputs(&model.graph, batch, a.seed).map_err(mismatch)?;
+    let t0 = Instant::now();
+    let jit = crate::jit::JitModel::compile(&model).map_err(|source| CliError::Compile {
+        file: a.file.clone(),
+        source,
+    })?;
+    let compile_time = t0.elapsed().as_secs_f64();
+    let time =
+        |f: &dyn Fn() -> Result<Vec<Tensor>, CliError>| -> Result<(f64, Vec<Tensor>), CliError> {
+            let first = f()?;
+            let mut ts = Vec::new();
+            for _ in 0..a.runs {
+                let t = Instant::now();
+                f()?;
+                ts.push(t.elapsed().as_secs_f64());
+            }
+            ts.sort_by(f64::total_cmp);
+            Ok((ts[ts.len() / 2], first))
+        };
+    let (ti, want) = time(&|| {
+        bnnc_runtime::run(&model, &inputs).map_err(|source| CliError::Run {
+            file: a.file.clone(),
+            source,
+        })
+    })?;
+    let (tj, got) = time(&|| {
+        jit.run(&inputs).map_err(|source| CliError::Jit {
+            file: a.file.clone(),
+            source,
+        })
+    })?;
+    let identical = got == want;
+    let host = bnnc_ir::target::Target::host()?;
+    let mut w = |s: String| writeln!(out, "{s}").map_err(CliError::Stdout);
+    w(format!(
+        "{}: batch {batch}, median of {} runs, JIT target {host}",
+        model.graph.name, a.runs
+    ))?;
+    w(format!(
+        "  jit compile       {:>10.3} ms",
+        compile_time * 1e3
+    ))?;
+    w(format!(
+        "  interpreter       {:>10.3} ms/batch  {:>12.0} samples/s",
+        ti * 1e3,
+        batch as f64 / ti
+    ))?;
+    w(format!(
+        "  jit (cranelift)   {:>10.3} ms/batch  {:>12.0} samples/s",
+        tj * 1e3,
+        batch as f64 / tj
+    ))?;
+    w(format!("  speedup jit/interpreter: {:.2}x", ti / tj))?;
+    w(format!(
+        "  outputs {}",
+        if identical { "identical" } else { "DIFFER" }
+    ))?;
+    if identical {
+        Ok(())
+    } else {
+        Err(mismatch(
+            "the JIT's outputs differ from the interpreter's: please report this model".into(),
+        ))
+    }
 }

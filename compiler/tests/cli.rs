@@ -232,7 +232,7 @@ fn run_usage_errors_exit_2() {
             "examples/mnist_mlp.ir",
             "--random",
             "--engine",
-            "jit",
+            "gpu",
         ],
         &["run", "examples/mnist_mlp.ir", "--random", "--batch", "0"],
         &[
@@ -361,14 +361,108 @@ fn no_command_panics_on_a_missing_file() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let top = ok(&bnnc(&["--help"]));
-    for cmd in ["check", "print", "run", "graph", "init"] {
+    for cmd in ["check", "print", "run", "graph", "init", "compile", "bench"] {
         assert!(top.contains(cmd), "{top}");
         let help = ok(&bnnc(&[cmd, "--help"]));
         assert!(help.contains(&format!("bnnc {cmd} ")), "{cmd}: {help}");
         assert!(help.contains("Example"), "{cmd}: {help}");
     }
     let run = ok(&bnnc(&["run", "--help"]));
-    assert!(run.contains("interp") && !run.contains("jit"), "{run}");
+    assert!(run.contains("interp") && run.contains("jit"), "{run}");
+}
+
+#[test]
+fn compile_writes_object_and_header() {
+    let dir = scratch("compile");
+    for target in ["aarch64", "x86_64+popcnt"] {
+        let out = ok(&bnnc(&[
+            "compile",
+            "examples/xnor_layer.ir",
+            "--target",
+            target,
+            "-o",
+            dir.to_str().unwrap(),
+            "--emit",
+            "obj,header,kir,clif",
+        ]));
+        assert!(out.contains("xnor_layer.o"), "{out}");
+        let obj = std::fs::read(dir.join("xnor_layer.o")).unwrap();
+        assert_eq!(&obj[..4], b"\x7fELF");
+        let machine = u16::from_le_bytes([obj[18], obj[19]]);
+        assert_eq!(
+            machine,
+            if target == "aarch64" { 183 } else { 62 },
+            "{target}"
+        );
+        let h = std::fs::read_to_string(dir.join("xnor_layer.h")).unwrap();
+        assert!(h.contains("int32_t xnor_layer_run("), "{h}");
+        assert!(
+            h.contains(&format!("XNOR_LAYER_TARGET \"{target}\"")),
+            "{h}"
+        );
+        assert!(std::fs::read_to_string(dir.join("xnor_layer.kir"))
+            .unwrap()
+            .contains("export fn xnor_layer_run"));
+        assert!(std::fs::read_to_string(dir.join("xnor_layer.clif"))
+            .unwrap()
+            .contains("function"));
+    }
+    let help = ok(&bnnc(&["compile", "--target", "help"]));
+    assert!(
+        help.contains("+popcnt") && help.contains("aarch64"),
+        "{help}"
+    );
+    for bad in ["mips", "x86_64+neon", "native+avx2"] {
+        let err = fails(&bnnc(&[
+            "compile",
+            "examples/xnor_layer.ir",
+            "--target",
+            bad,
+            "-o",
+            dir.to_str().unwrap(),
+        ]));
+        assert!(err.starts_with("error: "), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn run_with_the_jit_equals_the_interpreter() {
+    let dir = scratch("jit");
+    let mut outs = Vec::new();
+    for engine in ["interp", "jit"] {
+        let y = dir.join(format!("{engine}.npy"));
+        ok(&bnnc(&[
+            "run",
+            "examples/bireal_cnn.ir",
+            "--random",
+            "--batch",
+            "3",
+            "--seed",
+            "5",
+            "--engine",
+            engine,
+            "-o",
+            y.to_str().unwrap(),
+        ]));
+        outs.push(std::fs::read(&y).unwrap());
+    }
+    assert_eq!(outs[0], outs[1]);
+}
+
+#[test]
+fn bench_reports_identical_outputs() {
+    let out = ok(&bnnc(&[
+        "bench",
+        "examples/xnor_layer.ir",
+        "--batch",
+        "2",
+        "--runs",
+        "1",
+    ]));
+    assert!(
+        out.contains("outputs identical") && out.contains("speedup"),
+        "{out}"
+    );
 }
 
 fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, dims: &[u64], data: &[T]) {

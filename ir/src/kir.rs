@@ -364,14 +364,33 @@ pub mod build {
     pub fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
         Expr::Bin(op, Box::new(a), Box::new(b))
     }
+    /// `a + b`, folding integer constants (`x + 0 = x`).
     pub fn add(a: Expr, b: Expr) -> Expr {
-        bin(BinOp::Add, a, b)
+        match (&a, &b) {
+            (Expr::Int(x, t), Expr::Int(y, u)) if t == u => Expr::Int(x.wrapping_add(*y), *t),
+            (Expr::Int(0, _), _) => b,
+            (_, Expr::Int(0, _)) => a,
+            _ => bin(BinOp::Add, a, b),
+        }
     }
+    /// `a - b`, folding integer constants (`x - 0 = x`).
     pub fn sub(a: Expr, b: Expr) -> Expr {
-        bin(BinOp::Sub, a, b)
+        match (&a, &b) {
+            (Expr::Int(x, t), Expr::Int(y, u)) if t == u => Expr::Int(x.wrapping_sub(*y), *t),
+            (_, Expr::Int(0, _)) => a,
+            _ => bin(BinOp::Sub, a, b),
+        }
     }
+    /// `a * b`, folding integer constants (`x * 1 = x`, `x * 0 = 0`).
     pub fn mul(a: Expr, b: Expr) -> Expr {
-        bin(BinOp::Mul, a, b)
+        match (&a, &b) {
+            (Expr::Int(x, t), Expr::Int(y, u)) if t == u => Expr::Int(x.wrapping_mul(*y), *t),
+            (Expr::Int(1, _), _) => b,
+            (_, Expr::Int(1, _)) => a,
+            (Expr::Int(0, _), _) => a,
+            (_, Expr::Int(0, _)) => b,
+            _ => bin(BinOp::Mul, a, b),
+        }
     }
     pub fn un(op: UnOp, a: Expr) -> Expr {
         Expr::Un(op, Box::new(a))

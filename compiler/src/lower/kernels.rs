@@ -928,7 +928,7 @@ fn conv_b1(
                             mul(add(mul(n.clone(), c64(g.h)), iy.clone()), c64(g.w)),
                             ix.clone(),
                         );
-                        fb.for_("w", wlo.clone(), whi.clone(), |fb, wi| {
+                        let word = |fb: &mut Fb, wi: Expr| {
                             let xw = load(
                                 Ty::I64,
                                 at8(&p[0], add(mul(pix.clone(), c64(words)), wi.clone())),
@@ -954,7 +954,12 @@ fn conv_b1(
                                 );
                             }
                             fb.assign(pc, add(var(pc), un(UnOp::Popcnt, t)));
-                        });
+                        };
+                        if g.groups == 1 {
+                            fb.for_n("w", words, word);
+                        } else {
+                            fb.for_("w", wlo.clone(), whi.clone(), word);
+                        }
                         fb.assign(acc, add(var(acc), sub(c64(g.cg), mul(i64c(2), var(pc)))));
                     },
                     |fb| {

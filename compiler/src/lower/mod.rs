@@ -67,8 +67,10 @@ impl Storage {
     /// Bytes of one sample (or of the whole tensor when unbatched).
     pub fn sample_bytes(&self, elems: usize) -> u64 {
         match *self {
-            Storage::F32 | Storage::I32 => elems as u64 * 4,
-            Storage::B1 { rows, channels } => (rows * Storage::words(channels) * 8) as u64,
+            Storage::F32 | Storage::I32 => (elems as u64).saturating_mul(4),
+            Storage::B1 { rows, channels } => (rows as u64)
+                .saturating_mul(Storage::words(channels) as u64)
+                .saturating_mul(8),
         }
     }
 
@@ -84,8 +86,14 @@ impl Storage {
 /// Elements of one sample: all dimensions but a leading batch `N`.
 pub fn sample_elems(ty: &TensorType) -> usize {
     let skip = usize::from(ty.is_batched());
-    ty.shape[skip..].iter().map(|d| d.resolve(1)).product()
+    ty.shape[skip..]
+        .iter()
+        .fold(1usize, |a, d| a.saturating_mul(d.resolve(1)))
 }
+
+/// Tensors larger than this (bytes per sample) are refused: every index the
+/// kernels compute must stay far from `i64` overflow.
+pub const MAX_TENSOR_BYTES: u64 = 1 << 40;
 
 /// The storage of a tensor type, or `None` for types not lowered yet.
 pub fn storage_of(ty: &TensorType) -> Option<Storage> {
@@ -259,6 +267,20 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
         kernel_count: 0,
         expf: None,
     };
+    for v in g.ids() {
+        let ty = model.ty(v);
+        let bytes = (sample_elems(ty) as u64).saturating_mul(4);
+        if bytes > MAX_TENSOR_BYTES {
+            return Err(LowerError::WorkspaceOverflow {
+                model: name,
+                what: format!(
+                    "value `{}` ({ty}) takes {} bytes per sample; the native backends handle at most 2^40",
+                    g.node(v).name,
+                    if bytes == u64::MAX { "more than 2^64".to_string() } else { bytes.to_string() }
+                ),
+            });
+        }
+    }
     cx.fold_constants()?;
 
     let io = |v: ValueId| -> Result<IoDesc, LowerError> {
@@ -314,7 +336,17 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
             kernels::copy(&mut cx, v, src, dst);
         }
     }
-    let (plan, workspace) = cx.plan()?;
+    let io_max = inputs
+        .iter()
+        .chain(&outputs)
+        .filter(|d| d.ty.is_batched())
+        .map(|d| d.bytes(1))
+        .max()
+        .unwrap_or(0);
+    let (plan, mut workspace) = cx.plan()?;
+    if io_max > 0 {
+        workspace.max_batch = workspace.max_batch.min(i64::MAX as u64 / io_max);
+    }
     cx.entry_points(&inputs, &outputs, &plan, &workspace);
     kir::check(&cx.module).map_err(LowerError::Internal)?;
     Ok(Lowered {
