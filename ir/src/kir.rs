@@ -168,7 +168,7 @@ pub enum CmpOp {
     FLe,
     FGt,
     FGe,
-    /// Unordered: true when the operand is NaN (compares `a` with itself).
+    /// Unordered: true when either operand is NaN (`FUno(a, a)` tests `a`).
     FUno,
 }
 
@@ -205,7 +205,8 @@ pub enum Expr {
     Cast(CastOp, Box<Expr>, Ty),
     /// Broadcast a scalar to every lane of a vector type.
     Splat(Ty, Box<Expr>),
-    /// Sum of all lanes, as the lane type (wrapping).
+    /// Sum of all lanes, as the lane type: integers wrap; f32 lanes are added
+    /// in index order, `((l0 + l1) + l2) + ...`.
     ReduceAdd(Box<Expr>),
     /// Call of an external function with a result.
     CallExtern(ExternId, Vec<Expr>),
@@ -421,6 +422,14 @@ pub mod build {
 /// Checks that every expression is well typed, every variable, data object,
 /// function and extern exists, and loop variables are `i64`.
 pub fn check(m: &Module) -> Result<(), String> {
+    for d in &m.data {
+        if !d.align.is_power_of_two() {
+            return Err(format!(
+                "data `{}` has alignment {}, not a power of two",
+                d.name, d.align
+            ));
+        }
+    }
     for f in &m.functions {
         let ctx = |msg: String| format!("kir function `{}`: {msg}", f.name);
         check_block(m, f, &f.body).map_err(ctx)?;

@@ -102,6 +102,20 @@ pub(crate) fn build_isa(target: &Target, purpose: Purpose) -> Result<OwnedTarget
             }
         }
     }
+    if target.arch == Arch::X86_64 && target.has("popcnt") && !target.has("sse42") {
+        // Cranelift 0.135 emits `popcnt` only when both `has_popcnt` and
+        // `has_sse42` are set (`use_popcnt`). The only other reader of
+        // `has_sse42` is `use_sse42` (pcmpgtq), which also needs `has_sse41`.
+        // So without SSE4.1 named, `has_sse42` enables `popcnt` and nothing
+        // else; with SSE4.1 but not SSE4.2 named (no such CPU is known),
+        // popcounts stay expanded rather than risk an SSE4.2 instruction.
+        // The disassembly tests pin this down.
+        if !target.has("sse41") {
+            builder.enable("has_sse42").map_err(|e| {
+                target_error(target, format!("Cranelift flag has_sse42 for popcnt: {e}"))
+            })?;
+        }
+    }
     builder
         .finish(flags)
         .map_err(|e| target_error(target, format!("Cranelift ISA: {e}")))
@@ -138,8 +152,14 @@ mod tests {
         let isa = build_isa(&Target::parse("x86_64+popcnt+sse41").unwrap(), Purpose::Jit).unwrap();
         assert_eq!(get(&isa, "has_popcnt"), Some(true));
         assert_eq!(get(&isa, "has_sse41"), Some(true));
+        assert_eq!(get(&isa, "has_sse42"), Some(false));
         assert_eq!(get(&isa, "has_avx"), Some(false));
         assert!(!isa.flags().is_pic());
+        // Cranelift gates `popcnt` on has_sse42 too; see build_isa.
+        let isa = build_isa(&Target::parse("x86_64+popcnt").unwrap(), Purpose::Object).unwrap();
+        assert_eq!(get(&isa, "has_popcnt"), Some(true));
+        assert_eq!(get(&isa, "has_sse42"), Some(true));
+        assert_eq!(get(&isa, "has_sse41"), Some(false));
         let isa = build_isa(&Target::parse("aarch64+lse").unwrap(), Purpose::Object).unwrap();
         assert_eq!(get(&isa, "has_lse"), Some(true));
         assert_eq!(get(&isa, "has_dotprod"), Some(false));

@@ -55,7 +55,10 @@ impl Jit {
     /// Compiles `m` for `target`, which must be this machine's architecture
     /// with only features this machine has (see `Target::missing_on_host`).
     pub fn new(m: &kir::Module, target: &Target) -> Result<Jit, Error> {
-        let missing = target.missing_on_host();
+        let missing = match Target::host() {
+            Ok(host) => missing_against(target, &host),
+            Err(e) => vec![e.to_string()],
+        };
         if !missing.is_empty() {
             return Err(Error::NotRunnable {
                 target: target.to_string(),
@@ -114,6 +117,19 @@ impl std::fmt::Debug for Jit {
         names.sort();
         f.debug_struct("Jit").field("functions", &names).finish()
     }
+}
+
+/// What `target` needs that `host` lacks (as `Target::missing_on_host`,
+/// with the host as a parameter so it can be tested).
+fn missing_against(target: &Target, host: &Target) -> Vec<String> {
+    if host.arch != target.arch {
+        return vec![format!("architecture {}", target.arch)];
+    }
+    target
+        .features
+        .difference(&host.features)
+        .cloned()
+        .collect()
 }
 
 #[allow(clashing_extern_declarations)]
@@ -192,6 +208,37 @@ mod tests {
     #[test]
     fn jit_is_send_and_sync() {
         assert_send_sync::<Jit>();
+    }
+
+    #[test]
+    fn missing_features_are_named() {
+        let host = Target::parse("x86_64+sse41+popcnt").unwrap();
+        let t = Target::parse("x86_64+popcnt+avx2+bmi2").unwrap();
+        assert_eq!(missing_against(&t, &host), vec!["avx2", "bmi2"]);
+        assert!(missing_against(&Target::parse("x86_64+sse41").unwrap(), &host).is_empty());
+        let arm = Target::parse("aarch64").unwrap();
+        assert_eq!(missing_against(&arm, &host), vec!["architecture aarch64"]);
+        // The real host agrees with `Target::missing_on_host`.
+        if let Ok(real) = Target::host() {
+            for t in [&t, &arm, &real] {
+                assert_eq!(missing_against(t, &real), t.missing_on_host());
+            }
+        }
+    }
+
+    #[test]
+    fn a_fake_host_without_a_feature_refuses_the_jit() {
+        let err = Error::NotRunnable {
+            target: "x86_64+avx2".into(),
+            missing: missing_against(
+                &Target::parse("x86_64+avx2").unwrap(),
+                &Target::parse("x86_64").unwrap(),
+            ),
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot JIT for target x86_64+avx2 on this host: the host lacks avx2"
+        );
     }
 
     #[test]

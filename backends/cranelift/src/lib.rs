@@ -105,9 +105,27 @@ pub(crate) fn compile_module<M: Module>(
         ctx.set_disasm(disasm);
         let config = module.target_config();
         translate::translate_function(m, &decl, i, placement, config, &mut ctx, &mut fctx)?;
-        module
-            .define_function(decl.funcs[i], &mut ctx)
-            .map_err(|e| codegen_error(f, &ctx, e))?;
+        // A panic inside Cranelift (an internal assertion) becomes an error
+        // naming the function instead of unwinding through the caller.
+        let defined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            module
+                .define_function(decl.funcs[i], &mut ctx)
+                .map_err(|e| codegen_error(f, &ctx, e))
+        }));
+        match defined {
+            Ok(r) => r?,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown panic");
+                return Err(Error::Codegen {
+                    func: f.name.clone(),
+                    message: format!("Cranelift panicked: {what}"),
+                });
+            }
+        }
         each(i, &ctx);
     }
     Ok(decl)

@@ -25,8 +25,8 @@ use crate::Error;
 /// Where referenced functions and data are placed relative to the code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Placement {
-    /// Objects: symbols defined in the object are reached PC-relative,
-    /// imports through the GOT/PLT.
+    /// Objects: local functions and data are reached PC-relative, exported
+    /// functions and imports through the PLT/GOT (as `gcc -fPIC` does).
     Object,
     /// JIT: code and data may be anywhere in the address space, so every
     /// reference uses a 64-bit absolute address.
@@ -115,7 +115,6 @@ fn module_error(e: cranelift_module::ModuleError) -> Error {
 
 /// Declares the data objects, externs and functions of `m` in `module`.
 pub(crate) fn declare(module: &mut impl Module, m: &kir::Module) -> Result<Declared, Error> {
-    // A placeholder function for errors in extern signatures.
     let mut decl = Declared {
         funcs: Vec::new(),
         externs: Vec::new(),
@@ -139,6 +138,7 @@ pub(crate) fn declare(module: &mut impl Module, m: &kir::Module) -> Result<Decla
         decl.data_linkage.push(Linkage::Local);
     }
     for x in &m.externs {
+        // Errors in an extern's signature name the extern as the function.
         let host = Function::new(format!("extern {}", x.name), false, None);
         let sig = signature(module, &x.params, Some(x.ret), &host, &x.name)?;
         let id = module
@@ -309,10 +309,14 @@ impl Tx<'_, '_> {
         self.f.ty_of(self.m, e)
     }
 
+    /// Whether a reference may be PC-relative. In objects only local
+    /// symbols are; exported functions are called as `gcc -fPIC` calls
+    /// global ones, through the PLT (direct again once linked into a PIE),
+    /// so the object links into executables and shared libraries alike.
     fn colocated(&self, linkage: Linkage) -> bool {
         match self.placement {
             Placement::Jit => false,
-            Placement::Object => linkage.is_final(),
+            Placement::Object => linkage == Linkage::Local,
         }
     }
 

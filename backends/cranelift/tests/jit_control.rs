@@ -349,6 +349,12 @@ fn calls_externs_and_data() {
         align: 1,
         bytes: vec![0xff, 0x01],
     });
+    // An empty object (an unused table) is fine too.
+    m.data.push(Data {
+        name: "empty".into(),
+        align: 8,
+        bytes: vec![],
+    });
     m.externs.push(Extern {
         name: "expf".into(),
         params: vec![Ty::F32],
@@ -399,7 +405,7 @@ fn calls_externs_and_data() {
         },
         Stmt::Return(Some(var(acc))),
     ];
-    // table_addr() = address of the table (to check its alignment); byte1()
+    // table_addr() = address of the table (to check its alignment); byte0()
     // reads the second data object.
     let (mut h, _) = func("table_addr", &[], Some(Ty::I64));
     h.body = vec![Stmt::Return(Some(Expr::DataAddr(DataId(0))))];
@@ -421,6 +427,9 @@ fn calls_externs_and_data() {
     let (mut tw, _) = func("call_sum", &[], Some(Ty::I64));
     tw.body = vec![Stmt::Call(FuncId(2), vec![]), Stmt::Return(Some(i64c(1)))];
     m.functions = vec![sq, f, g, h, b1, e, tw];
+    let host = bnnc_ir::target::Target::host().unwrap();
+    let obj = bnnc_cranelift::compile_object(&m, &host).unwrap();
+    assert_eq!(&obj[..4], b"\x7fELF");
 
     for t in jit_targets() {
         let j = jit(&m, &t);

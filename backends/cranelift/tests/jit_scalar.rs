@@ -276,7 +276,7 @@ fn float_values() -> Vec<f32> {
         3.0e38,
         -3.0e38,
         1.0e-45,
-        1.17549435e-38,
+        f32::MIN_POSITIVE,
         f32::INFINITY,
         f32::NEG_INFINITY,
         f32::NAN,

@@ -5,7 +5,7 @@
 mod common;
 
 use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{BinOp, CastOp, CmpOp, Expr, Function, Scalar, Stmt, Ty, UnOp};
+use bnnc_ir::kir::{BinOp, CastOp, CmpOp, Expr, Function, Scalar, Stmt, Ty, UnOp, VarId};
 use common::*;
 
 const INT_LANES: [(Scalar, u32); 4] = [
@@ -40,6 +40,10 @@ const CMPS: [CmpOp; 7] = [
 ];
 
 type VFn = extern "C" fn(*const u8, *const u8, *mut u8);
+
+/// The pointer parameters `a` and `b` of every `vfn` function.
+const PARAM_A: VarId = VarId(0);
+const PARAM_B: VarId = VarId(1);
 
 fn vty(s: Scalar) -> Ty {
     Ty::vec(s, (128 / s.bits()) as u16)
@@ -161,12 +165,11 @@ fn integer_vectors() {
         }
         for op in [BinOp::Shl, BinOp::ShrU, BinOp::ShrS] {
             // Shift every lane by b's lane 0, as a splat.
-            fns.push(vfn(&format!("{op:?}_splat_{bits}"), t, |a, b| {
-                let _ = b;
+            fns.push(vfn(&format!("{op:?}_splat_{bits}"), t, |a, _| {
                 bin(
                     op,
                     a,
-                    Expr::Splat(t, Box::new(load(t.lane(), var(bnnc_ir::kir::VarId(1))))),
+                    Expr::Splat(t, Box::new(load(t.lane(), var(PARAM_B)))),
                 )
             }));
         }
@@ -185,10 +188,7 @@ fn integer_vectors() {
         }));
         // b + splat(a's lane 0).
         fns.push(vfn(&format!("splat_{bits}"), t, |_, b| {
-            add(
-                b,
-                Expr::Splat(t, Box::new(load(t.lane(), var(bnnc_ir::kir::VarId(0))))),
-            )
+            add(b, Expr::Splat(t, Box::new(load(t.lane(), var(PARAM_A)))))
         }));
         // Reinterpret as i64x2 and add there.
         fns.push(vfn(&format!("bitcast_{bits}"), t, |a, b| {

@@ -993,13 +993,11 @@ fn pool_window(
     fb: &mut Fb,
     a: &bnnc_ir::PoolAttrs,
     dims: (usize, usize, usize),
-    n: &Expr,
-    oy: &Expr,
-    ox: &Expr,
-    c: &Expr,
+    at: [&Expr; 4],
     visit: &dyn Fn(&mut Fb, Expr),
 ) {
     let (h, w, ch) = dims;
+    let [n, oy, ox, c] = at;
     fb.for_n("i", a.kernel[0], |fb, i| {
         let iy = fb.let_("iy", Ty::I64, tap_pos(oy, &i, a.stride[0], 1, a.padding[0]));
         fb.if_(in_range(iy.clone(), h), |fb| {
@@ -1063,7 +1061,7 @@ fn pool(
                             fb.assign(cnt, add(var(cnt), i32c(1)));
                         }
                     };
-                    pool_window(fb, a, (h, w, c), &n, &oy, &ox, &ch, &visit);
+                    pool_window(fb, a, (h, w, c), [&n, &oy, &ox, &ch], &visit);
                     let y = if is_max {
                         var(m)
                     } else {
@@ -1108,7 +1106,7 @@ fn maxpool_b1(cx: &mut Cx, v: ValueId, x: ValueId, a: &bnnc_ir::PoolAttrs, out: 
                     let visit = |fb: &mut Fb, idx: Expr| {
                         fb.assign(m, and(var(m), load(Ty::I64, at8(&p0, idx))));
                     };
-                    pool_window(fb, a, (h, w, words), &n, &oy, &ox, &wi, &visit);
+                    pool_window(fb, a, (h, w, words), [&n, &oy, &ox, &wi], &visit);
                     let oi = add(
                         mul(
                             add(

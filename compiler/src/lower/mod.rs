@@ -344,8 +344,8 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
         .max()
         .unwrap_or(0);
     let (plan, mut workspace) = cx.plan()?;
-    if io_max > 0 {
-        workspace.max_batch = workspace.max_batch.min(i64::MAX as u64 / io_max);
+    if let Some(m) = (i64::MAX as u64).checked_div(io_max) {
+        workspace.max_batch = workspace.max_batch.min(m);
     }
     cx.entry_points(&inputs, &outputs, &plan, &workspace);
     kir::check(&cx.module).map_err(LowerError::Internal)?;
@@ -609,11 +609,7 @@ impl<'m> Cx<'m> {
                 "{fixed} fixed bytes + {per_sample} bytes per sample exceed the 2^63 address space"
             )));
         }
-        let max_batch = if per_sample == 0 {
-            limit
-        } else {
-            (limit - fixed) / per_sample
-        };
+        let max_batch = (limit - fixed).checked_div(per_sample).unwrap_or(limit);
         let plan = (0..n)
             .map(|w| PlanEntry {
                 what: self.work[w].0.clone(),
