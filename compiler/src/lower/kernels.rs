@@ -75,6 +75,9 @@ pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
     let out_elem = cx.model.ty(v).elem;
     match &node.op {
         Op::Input(_) | Op::Weight { .. } | Op::Const { .. } => Ok(()),
+        Op::Sign { .. } | Op::Threshold if cx.fused.contains(&ins[0]) => {
+            fused_dot(cx, v, ins[0], out)
+        }
         Op::Sign { .. } => match elem(0) {
             ElemType::B1 => {
                 let src = cx.operand(ins[0])?;
@@ -94,14 +97,14 @@ pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
         },
         Op::Threshold => threshold(cx, v, &ins, out),
         Op::Conv2d(attrs) => match (elem(0), elem(1)) {
-            (ElemType::B1, ElemType::B1) => conv_b1(cx, v, &ins, attrs, out),
+            (ElemType::B1, ElemType::B1) => conv_b1(cx, v, &ins, attrs, out, Epilogue::Acc),
             (ElemType::F32, ElemType::F32 | ElemType::B1 | ElemType::Ternary) => {
                 conv_f32(cx, v, &ins, attrs, out)
             }
             _ => Err(cx.unsupported(v, &[])),
         },
         Op::Dense => match (elem(0), elem(1)) {
-            (ElemType::B1, ElemType::B1) => dense_b1(cx, v, &ins, out),
+            (ElemType::B1, ElemType::B1) => dense_b1(cx, v, &ins, out, Epilogue::Acc),
             (ElemType::F32, ElemType::F32 | ElemType::B1 | ElemType::Ternary) => {
                 dense_f32(cx, v, &ins, out)
             }
@@ -572,6 +575,126 @@ fn threshold(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
     Ok(())
 }
 
+/// What a binary conv/dense kernel does with each output accumulator.
+#[derive(Clone, Copy)]
+enum Epilogue {
+    /// Store the `i32` accumulator.
+    Acc,
+    /// Store one bit per output channel (1 = -1 where the threshold is not
+    /// passed): a `threshold` or `sign` fused into the kernel.
+    Bits(Thr),
+}
+
+/// A per-channel threshold over an `i32` accumulator: passed when
+/// `acc >= t[c]` (or `acc <= t[c]` where `dir[c] = -1`). `t = None` is 0.
+#[derive(Clone, Copy)]
+struct Thr {
+    t: Option<DataId>,
+    shared: bool,
+    dir: Option<DataId>,
+}
+
+impl Thr {
+    /// i8 1 where the accumulator `acc` (i32) of channel `o` does not pass.
+    fn negative(&self, acc: Expr, o: &Expr) -> Expr {
+        let t = match self.t {
+            None => i32c(0),
+            Some(d) => load(
+                Ty::I32,
+                at4(
+                    &Expr::DataAddr(d),
+                    if self.shared { i64c(0) } else { o.clone() },
+                ),
+            ),
+        };
+        let ge = cmp(CmpOp::SGe, acc.clone(), t.clone());
+        let passed = match self.dir {
+            None => ge,
+            Some(d) => {
+                let dv = load(Ty::I32, at4(&Expr::DataAddr(d), o.clone()));
+                select(cmp(CmpOp::Eq, dv, i32c(-1)), cmp(CmpOp::SLe, acc, t), ge)
+            }
+        };
+        cmp(CmpOp::Eq, passed, Expr::Int(0, Ty::I8))
+    }
+}
+
+/// The threshold of a `threshold` (T = 1, constant thresholds and directions)
+/// or `sign` node over an `i32` accumulator, for fusing into its producer.
+fn fused_threshold(cx: &mut Cx, v: ValueId, ins: &[ValueId]) -> Result<Thr, LowerError> {
+    match cx.model.graph.node(v).op {
+        Op::Sign { .. } => Ok(Thr {
+            t: None,
+            shared: true,
+            dir: None,
+        }),
+        _ => {
+            let t = cx
+                .constant(ins[1])
+                .cloned()
+                .ok_or_else(|| cx.unsupported(v, &[]))?;
+            let shared = t.dims[0] == 1;
+            let tv = t.as_int().ok_or_else(|| cx.unsupported(v, &[]))?.to_vec();
+            let td = cx.data_i32("thresholds", &tv);
+            let dir = match ins.get(2) {
+                None => None,
+                Some(&d) => {
+                    let dv = cx
+                        .constant(d)
+                        .and_then(|x| x.as_int().map(|x| x.to_vec()))
+                        .ok_or_else(|| cx.unsupported(v, &[]))?;
+                    Some(cx.data_i32("dir", &dv))
+                }
+            };
+            Ok(Thr {
+                t: Some(td),
+                shared,
+                dir,
+            })
+        }
+    }
+}
+
+/// Can `threshold`/`sign` node `v` be computed inside the binary conv/dense
+/// that produces its input? (T = 1 with constant thresholds; the accumulator
+/// used by nothing else and not a model output.)
+pub(crate) fn fusable(cx: &Cx, v: ValueId, users: &[Vec<ValueId>]) -> Option<ValueId> {
+    let g = &cx.model.graph;
+    let n = g.node(v);
+    let acc = *n.inputs.first()?;
+    let ok_consumer = match n.op {
+        Op::Sign { .. } => cx.model.ty(acc).elem == ElemType::I32,
+        Op::Threshold => {
+            cx.model.ty(v).elem == ElemType::B1
+                && cx.model.ty(acc).elem == ElemType::I32
+                && n.inputs[1..].iter().all(|&i| cx.constant(i).is_some())
+        }
+        _ => false,
+    };
+    let a = g.node(acc);
+    let binary_dot = matches!(a.op, Op::Dense | Op::Conv2d(_))
+        && cx.model.ty(a.inputs[0]).elem == ElemType::B1
+        && cx.model.ty(a.inputs[1]).elem == ElemType::B1
+        && cx.constant(a.inputs[1]).is_some()
+        && cx.constant(acc).is_none();
+    let sole_use = users[acc.index()].len() == 1 && !g.outputs.contains(&acc);
+    (ok_consumer && binary_dot && sole_use).then_some(acc)
+}
+
+/// Lowers `v` (a threshold or sign) together with its fused accumulator `acc`.
+fn fused_dot(cx: &mut Cx, v: ValueId, acc: ValueId, out: usize) -> R {
+    let ins = cx.model.graph.node(v).inputs.clone();
+    let thr = fused_threshold(cx, v, &ins)?;
+    let a = cx.model.graph.node(acc).clone();
+    match &a.op {
+        Op::Dense => dense_b1(cx, acc, &a.inputs, out, Epilogue::Bits(thr)),
+        Op::Conv2d(attrs) => conv_b1(cx, acc, &a.inputs, attrs, out, Epilogue::Bits(thr)),
+        _ => Err(LowerError::Internal(
+            "fused accumulator is not a binary dot".into(),
+        )),
+    }
+}
+
 /// Dense `f32 x {f32, b1, ternary}`: weights as f32 (±1 / 0 exactly).
 fn dense_f32(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
     let w = cx
@@ -600,7 +723,7 @@ fn dense_f32(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
 }
 
 /// Dense `b1 x b1`: `K - 2 * popcount(x xor w)` over packed words.
-fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
+fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue) -> R {
     let w = cx
         .constant(ins[1])
         .cloned()
@@ -613,7 +736,13 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
     let ty = cx.buf_ty(out).clone();
     let (mut fb, batch, p) = cx.begin("dense_b1", 2);
     let acc = fb.var("pc", Ty::I64);
+    let owords = Storage::words(o);
     fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        if let Epilogue::Bits(_) = epi {
+            fb.for_n("w", owords, |fb, wi| {
+                fb.store(at8(&p[1], add(mul(n.clone(), c64(owords)), wi)), i64c(0))
+            });
+        }
         fb.for_n("o", o, |fb, oi| {
             fb.assign(acc, i64c(0));
             fb.for_n("w", words, |fb, wi| {
@@ -627,8 +756,18 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
                 );
                 fb.assign(acc, add(var(acc), un(UnOp::Popcnt, xor(xw, ww))));
             });
-            let y = to_i32(sub(c64(k), mul(i64c(2), add(var(acc), i64c(0)))));
-            fb.store(at4(&p[1], add(mul(n.clone(), c64(o)), oi)), y);
+            let y = to_i32(sub(c64(k), mul(i64c(2), var(acc))));
+            match epi {
+                Epilogue::Acc => fb.store(at4(&p[1], add(mul(n.clone(), c64(o)), oi)), y),
+                Epilogue::Bits(thr) => {
+                    let word = at8(
+                        &p[1],
+                        add(mul(n.clone(), c64(owords)), shru(oi.clone(), i64c(6))),
+                    );
+                    let bit = shl(flag64(thr.negative(y, &oi)), oi);
+                    fb.store(word.clone(), or(load(Ty::I64, word), bit));
+                }
+            }
         })
     });
     cx.end(fb, vec![x, out]);
@@ -671,17 +810,25 @@ fn geom(cx: &Cx, v: ValueId, ins: &[ValueId], attrs: &bnnc_ir::Conv2dAttrs) -> G
     }
 }
 
-/// Loops n, oy, ox, group, o-in-group; calls `tap(fb, n, oy, ox, g, o)` for
-/// the body of one output element.
+/// Loops n, oy, ox, group, o-in-group; calls `pixel(fb, pixel index)` once
+/// per output pixel, then `body(fb, n, oy, ox, g, o)` for each output element.
 fn conv_loops(
     fb: &mut Fb,
     g: &Geom,
     ns: Expr,
+    pixel: impl Fn(&mut Fb, Expr),
     body: impl Fn(&mut Fb, &Expr, &Expr, &Expr, &Expr, &Expr),
 ) {
     fb.for_("n", i64c(0), ns, |fb, n| {
         fb.for_n("oy", g.oh, |fb, oy| {
             fb.for_n("ox", g.ow, |fb, ox| {
+                pixel(
+                    fb,
+                    add(
+                        mul(add(mul(n.clone(), c64(g.oh)), oy.clone()), c64(g.ow)),
+                        ox.clone(),
+                    ),
+                );
                 fb.for_n("g", g.groups, |fb, gi| {
                     fb.for_n("og", g.og, |fb, oo| {
                         let o = fb.let_("o", Ty::I64, add(mul(gi.clone(), c64(g.og)), oo));
@@ -718,77 +865,86 @@ fn conv_f32(
     let ty = cx.buf_ty(out).clone();
     let (mut fb, batch, p) = cx.begin("conv2d_f32", 2);
     let acc = fb.var("acc", Ty::F32);
-    conv_loops(&mut fb, &g, samples(&ty, &batch), |fb, n, oy, ox, gi, o| {
-        fb.assign(acc, f32c(0.0));
-        fb.for_n("i", g.kh, |fb, i| {
-            let iy = fb.let_(
-                "iy",
-                Ty::I64,
-                tap_pos(
-                    oy,
-                    &i,
-                    g.attrs.stride[0],
-                    g.attrs.dilation[0],
-                    g.attrs.padding[0],
-                ),
-            );
-            fb.if_(in_range(iy.clone(), g.h), |fb| {
-                fb.for_n("j", g.kw, |fb, j| {
-                    let ix = fb.let_(
-                        "ix",
-                        Ty::I64,
-                        tap_pos(
-                            ox,
-                            &j,
-                            g.attrs.stride[1],
-                            g.attrs.dilation[1],
-                            g.attrs.padding[1],
-                        ),
-                    );
-                    fb.if_(in_range(ix.clone(), g.w), |fb| {
-                        fb.for_n("c", g.cg, |fb, c| {
-                            let pix = add(
-                                mul(add(mul(n.clone(), c64(g.h)), iy.clone()), c64(g.w)),
-                                ix.clone(),
-                            );
-                            let xi = add(
-                                add(mul(pix, c64(g.c)), mul(gi.clone(), c64(g.cg))),
-                                c.clone(),
-                            );
-                            let wi = add(
-                                mul(
-                                    add(
-                                        mul(add(mul(o.clone(), c64(g.kh)), i.clone()), c64(g.kw)),
-                                        j.clone(),
+    conv_loops(
+        &mut fb,
+        &g,
+        samples(&ty, &batch),
+        |_, _| {},
+        |fb, n, oy, ox, gi, o| {
+            fb.assign(acc, f32c(0.0));
+            fb.for_n("i", g.kh, |fb, i| {
+                let iy = fb.let_(
+                    "iy",
+                    Ty::I64,
+                    tap_pos(
+                        oy,
+                        &i,
+                        g.attrs.stride[0],
+                        g.attrs.dilation[0],
+                        g.attrs.padding[0],
+                    ),
+                );
+                fb.if_(in_range(iy.clone(), g.h), |fb| {
+                    fb.for_n("j", g.kw, |fb, j| {
+                        let ix = fb.let_(
+                            "ix",
+                            Ty::I64,
+                            tap_pos(
+                                ox,
+                                &j,
+                                g.attrs.stride[1],
+                                g.attrs.dilation[1],
+                                g.attrs.padding[1],
+                            ),
+                        );
+                        fb.if_(in_range(ix.clone(), g.w), |fb| {
+                            fb.for_n("c", g.cg, |fb, c| {
+                                let pix = add(
+                                    mul(add(mul(n.clone(), c64(g.h)), iy.clone()), c64(g.w)),
+                                    ix.clone(),
+                                );
+                                let xi = add(
+                                    add(mul(pix, c64(g.c)), mul(gi.clone(), c64(g.cg))),
+                                    c.clone(),
+                                );
+                                let wi = add(
+                                    mul(
+                                        add(
+                                            mul(
+                                                add(mul(o.clone(), c64(g.kh)), i.clone()),
+                                                c64(g.kw),
+                                            ),
+                                            j.clone(),
+                                        ),
+                                        c64(g.cg),
                                     ),
-                                    c64(g.cg),
-                                ),
-                                c,
-                            );
-                            fb.assign(
-                                acc,
-                                fadd(
-                                    var(acc),
-                                    fmul(load(Ty::F32, at4(&p[0], xi)), load_data_f32(wd, wi)),
-                                ),
-                            );
+                                    c,
+                                );
+                                fb.assign(
+                                    acc,
+                                    fadd(
+                                        var(acc),
+                                        fmul(load(Ty::F32, at4(&p[0], xi)), load_data_f32(wd, wi)),
+                                    ),
+                                );
+                            })
                         })
                     })
                 })
-            })
-        });
-        let oi = add(
-            mul(
-                add(
-                    mul(add(mul(n.clone(), c64(g.oh)), oy.clone()), c64(g.ow)),
-                    ox.clone(),
+            });
+            let oi = add(
+                mul(
+                    add(
+                        mul(add(mul(n.clone(), c64(g.oh)), oy.clone()), c64(g.ow)),
+                        ox.clone(),
+                    ),
+                    c64(g.o),
                 ),
-                c64(g.o),
-            ),
-            o.clone(),
-        );
-        fb.store(at4(&p[1], oi), var(acc));
-    });
+                o.clone(),
+            );
+            fb.store(at4(&p[1], oi), var(acc));
+        },
+    );
     cx.end(fb, vec![x, out]);
     Ok(())
 }
@@ -804,6 +960,7 @@ fn conv_b1(
     ins: &[ValueId],
     attrs: &bnnc_ir::Conv2dAttrs,
     out: usize,
+    epi: Epilogue,
 ) -> R {
     let w = cx
         .constant(ins[1])
@@ -870,7 +1027,16 @@ fn conv_b1(
     let (mut fb, batch, p) = cx.begin("conv2d_b1", 2);
     let acc = fb.var("acc", Ty::I64);
     let pc = fb.var("pc", Ty::I64);
-    conv_loops(&mut fb, &g, samples(&ty, &batch), |fb, n, oy, ox, gi, o| {
+    let owords = Storage::words(g.o);
+    let p1 = p[1].clone();
+    let pixel = move |fb: &mut Fb, pix: Expr| {
+        if let Epilogue::Bits(_) = epi {
+            fb.for_n("w", owords, |fb, wi| {
+                fb.store(at8(&p1, add(mul(pix.clone(), c64(owords)), wi)), i64c(0))
+            });
+        }
+    };
+    let body = |fb: &mut Fb, n: &Expr, oy: &Expr, ox: &Expr, gi: &Expr, o: &Expr| {
         fb.assign(acc, i64c(0));
         let (wlo, whi) = match (lod, hid) {
             (Some(l), Some(h)) => (
@@ -981,8 +1147,20 @@ fn conv_b1(
             ),
             o.clone(),
         );
-        fb.store(at4(&p[1], oi), to_i32(var(acc)));
-    });
+        match epi {
+            Epilogue::Acc => fb.store(at4(&p[1], oi), to_i32(var(acc))),
+            Epilogue::Bits(thr) => {
+                let pix = add(
+                    mul(add(mul(n.clone(), c64(g.oh)), oy.clone()), c64(g.ow)),
+                    ox.clone(),
+                );
+                let word = at8(&p[1], add(mul(pix, c64(owords)), shru(o.clone(), i64c(6))));
+                let bit = shl(flag64(thr.negative(to_i32(var(acc)), o)), o.clone());
+                fb.store(word.clone(), or(load(Ty::I64, word), bit));
+            }
+        }
+    };
+    conv_loops(&mut fb, &g, samples(&ty, &batch), pixel, body);
     cx.end(fb, vec![x, out]);
     Ok(())
 }

@@ -231,6 +231,9 @@ pub(crate) struct Cx<'m> {
     value_buf: Vec<Option<usize>>,
     /// Unpacked `i32` copies of `b1` values.
     unpacked: HashMap<ValueId, usize>,
+    /// Binary conv/dense accumulators computed inside the kernel of the
+    /// threshold or sign that consumes them (never stored).
+    pub(crate) fused: std::collections::HashSet<ValueId>,
     /// Constant values (folded).
     consts: Vec<Option<Tensor>>,
     /// Data objects made for constants in their standard storage.
@@ -262,6 +265,7 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
         steps: Vec::new(),
         value_buf: vec![None; g.nodes.len()],
         unpacked: HashMap::new(),
+        fused: Default::default(),
         consts: vec![None; g.nodes.len()],
         const_bufs: HashMap::new(),
         kernel_count: 0,
@@ -302,6 +306,14 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
         let b = cx.add_buf(Loc::Input(k), model.ty(v).clone())?;
         cx.value_buf[v.index()] = Some(b);
     }
+    let users = g.users();
+    for v in g.ids() {
+        if cx.consts[v.index()].is_none() {
+            if let Some(acc) = kernels::fusable(&cx, v, &users) {
+                cx.fused.insert(acc);
+            }
+        }
+    }
     // Outputs computed by a kernel write straight into the caller's buffer.
     let mut out_of: HashMap<ValueId, usize> = HashMap::new();
     for (k, &v) in g.outputs.iter().enumerate() {
@@ -309,7 +321,7 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
     }
     for v in g.ids() {
         let n = g.node(v);
-        if n.op.is_leaf() || cx.consts[v.index()].is_some() {
+        if n.op.is_leaf() || cx.consts[v.index()].is_some() || cx.fused.contains(&v) {
             continue;
         }
         let ty = model.ty(v).clone();
