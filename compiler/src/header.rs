@@ -71,7 +71,10 @@ pub fn c_header(l: &Lowered, target: &Target) -> String {
         let _ = writeln!(s, " * output {k} {}", describe(d));
     }
     let _ = writeln!(s, " */");
-    let _ = writeln!(s, "#ifndef {up}_H\n#define {up}_H\n");
+    // The guard keeps the model name's case, so models differing only in case
+    // get distinct guards (their uppercase macros would still clash).
+    let guard = format!("BNNC_MODEL_{}_H", c_ident(&l.name));
+    let _ = writeln!(s, "#ifndef {guard}\n#define {guard}\n");
     let _ = writeln!(s, "#include <stddef.h>\n#include <stdint.h>\n");
     let _ = writeln!(s, "#ifdef __cplusplus\nextern \"C\" {{\n#endif\n");
     let _ = writeln!(s, "#define {up}_TARGET \"{target}\"");
@@ -117,16 +120,13 @@ pub fn c_header(l: &Lowered, target: &Target) -> String {
         "#define {up}_ERR_BATCH_TOO_LARGE {}\n",
         status::BATCH_TOO_LARGE
     );
+    let names = param_names(l);
     let mut params: Vec<String> = Vec::new();
-    for d in &l.inputs {
-        params.push(format!(
-            "const {} *{}",
-            d.storage.c_type(),
-            c_ident(&d.name)
-        ));
+    for (d, n) in l.inputs.iter().zip(&names) {
+        params.push(format!("const {} *{n}", d.storage.c_type()));
     }
-    for d in &l.outputs {
-        params.push(format!("{} *{}", d.storage.c_type(), c_ident(&d.name)));
+    for (d, n) in l.outputs.iter().zip(&names[l.inputs.len()..]) {
+        params.push(format!("{} *{n}", d.storage.c_type()));
     }
     params.push("void *workspace".into());
     params.push("size_t batch".into());
@@ -149,8 +149,35 @@ pub fn c_header(l: &Lowered, target: &Target) -> String {
         "/* Workspace bytes for `batch` samples; SIZE_MAX above {up}_MAX_BATCH. */"
     );
     let _ = writeln!(s, "size_t {}(size_t batch);\n", l.workspace_fn());
-    let _ = writeln!(s, "#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {up}_H */");
+    let _ = writeln!(s, "#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */");
     s
+}
+
+/// Parameter names of `<model>_run`: `in_<name>` for inputs and `out_<name>`
+/// for outputs (so no name is a C keyword, `workspace` or `batch`, and an
+/// input that is also an output gets two names), with `_<k>` appended where
+/// two names would still coincide.
+pub fn param_names(l: &Lowered) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let raw = l
+        .inputs
+        .iter()
+        .map(|d| format!("in_{}", c_ident(&d.name)))
+        .chain(
+            l.outputs
+                .iter()
+                .map(|d| format!("out_{}", c_ident(&d.name))),
+        );
+    raw.enumerate()
+        .map(|(k, n)| {
+            let mut name = n;
+            if !seen.insert(name.clone()) {
+                name = format!("{name}_{k}");
+                seen.insert(name.clone());
+            }
+            name
+        })
+        .collect()
 }
 
 /// A C identifier for a value name (dots become underscores).
