@@ -20,5 +20,6 @@ pub mod jit;
 pub mod load;
 pub mod lower;
 pub mod npy;
+pub mod opt;
 pub mod stats;
 pub mod summary;

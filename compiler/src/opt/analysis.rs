@@ -1,0 +1,676 @@
+//! The e-class analysis: type, constant value and integer value range.
+//!
+//! Every e-class carries a [`Data`]:
+//! - its [`TensorType`] (element type and shape, the batch `N` symbolic), inferred
+//!   by the IR verifier itself on a one-op graph, so the optimizer and the verifier
+//!   can never disagree;
+//! - its constant tensor, when every operand is constant: computed with
+//!   [`bnnc_runtime::ops::eval`], the exact reference semantics;
+//! - for integer-typed values, a per-channel [`Interval`] holding every value the
+//!   tensor can take (a `b1 x b1` dot of length K lies in `[-K, K]` with the parity
+//!   of K; see [`dot_ranges`]).
+//!
+//! Two classes are only ever merged when they denote the same tensor, so merging
+//! classes of different types or different constants is a bug in a rule and
+//! panics. Ranges are sound over-approximations; a merge keeps, per channel, the
+//! one with fewer values.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use bnnc_ir::{Dim, ElemType, Graph, Op, Tensor, TensorData, TensorType};
+use egg::{Analysis, DidMerge, EGraph, Id};
+
+use super::lang::{ConstId, ENode, NodeOp};
+
+/// The e-graph the optimizer works on.
+pub type BnnGraph = EGraph<ENode, BnnAnalysis>;
+
+/// The values `lo, lo + step, ..., hi` (with `hi - lo` a multiple of `step`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Interval {
+    pub lo: i64,
+    pub hi: i64,
+    pub step: i64,
+}
+
+/// Range of an `i32` value that may have wrapped.
+pub const I32_FULL: Interval = Interval {
+    lo: i32::MIN as i64,
+    hi: i32::MAX as i64,
+    step: 1,
+};
+
+impl Interval {
+    pub fn new(lo: i64, hi: i64, step: i64) -> Interval {
+        debug_assert!(lo <= hi && step >= 1);
+        let step = step.max(1);
+        let hi = lo + (hi - lo) / step * step;
+        let step = if lo == hi { 1 } else { step };
+        Interval { lo, hi, step }
+    }
+
+    pub fn point(v: i64) -> Interval {
+        Interval::new(v, v, 1)
+    }
+
+    /// The range of an integer element type (`b1`: {-1, +1}).
+    pub fn of_elem(e: ElemType) -> Option<Interval> {
+        match e {
+            ElemType::B1 => Some(Interval::new(-1, 1, 2)),
+            _ => e.int_range().map(|(lo, hi)| Interval::new(lo, hi, 1)),
+        }
+    }
+
+    /// Number of values.
+    pub fn count(&self) -> u64 {
+        ((self.hi - self.lo) / self.step) as u64 + 1
+    }
+
+    /// The `k`-th value.
+    pub fn value(&self, k: u64) -> i64 {
+        self.lo + k as i64 * self.step
+    }
+
+    /// True when every value is odd.
+    pub fn all_odd(&self) -> bool {
+        self.lo.rem_euclid(2) == 1 && (self.step % 2 == 0 || self.lo == self.hi)
+    }
+
+    /// Smallest interval holding both.
+    pub fn hull(&self, o: &Interval) -> Interval {
+        let lo = self.lo.min(o.lo);
+        let hi = self.hi.max(o.hi);
+        let g = gcd(gcd(self.step, o.step), (self.lo - o.lo).abs());
+        Interval::new(lo, hi, g.max(1))
+    }
+
+    /// Clamped to i32: a value outside means the i32 computation may wrap.
+    pub fn fit_i32(self) -> Interval {
+        if self.lo < i32::MIN as i64 || self.hi > i32::MAX as i64 {
+            I32_FULL
+        } else {
+            self
+        }
+    }
+
+    /// Every value of `self op o` for one of `+ - *`.
+    pub fn arith(&self, o: &Interval, op: &Op) -> Interval {
+        let single = |a: &Interval, b: &Interval| {
+            if b.lo == b.hi {
+                a.step
+            } else if a.lo == a.hi {
+                b.step
+            } else {
+                gcd(a.step, b.step)
+            }
+        };
+        match op {
+            Op::Add => Interval::new(self.lo + o.lo, self.hi + o.hi, single(self, o)),
+            Op::Sub => Interval::new(self.lo - o.hi, self.hi - o.lo, single(self, o)),
+            _ => {
+                let c = [
+                    self.lo * o.lo,
+                    self.lo * o.hi,
+                    self.hi * o.lo,
+                    self.hi * o.hi,
+                ];
+                let lo = *c.iter().min().expect("4");
+                let hi = *c.iter().max().expect("4");
+                let step = if o.lo == o.hi {
+                    (self.step * o.lo.abs()).max(1)
+                } else if self.lo == self.hi {
+                    (o.step * self.lo.abs()).max(1)
+                } else {
+                    1
+                };
+                // A multiple of `step` only if the factors' sets are; keep the
+                // alignment of lo.
+                Interval::new(
+                    lo,
+                    hi,
+                    if lo.rem_euclid(step) == hi.rem_euclid(step) {
+                        step
+                    } else {
+                        1
+                    },
+                )
+            }
+        }
+        .fit_i32()
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a.abs()
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Where a constant of the table came from; decides how it is written back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConstOrigin {
+    /// The weights file, under this key.
+    Weight(String),
+    /// An inline `const` of the model text.
+    Inline,
+    /// Computed by the optimizer.
+    Computed,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConstEntry {
+    pub tensor: Arc<Tensor>,
+    pub origin: ConstOrigin,
+}
+
+/// One threshold per channel and one direction (+1 / -1) per channel.
+pub type Thresholds = (Vec<i32>, Vec<i32>);
+
+/// Per-class facts.
+#[derive(Clone, Debug)]
+pub struct Data {
+    pub ty: TensorType,
+    /// The value, when it does not depend on the inputs.
+    pub konst: Option<Arc<Tensor>>,
+    /// For integer types: one interval per channel (last dimension; one for
+    /// scalars and for tensors whose last dimension is the batch).
+    pub range: Option<Arc<Vec<Interval>>>,
+}
+
+/// The analysis state: model input types and the constant table.
+#[derive(Debug, Default)]
+pub struct BnnAnalysis {
+    pub inputs: Vec<TensorType>,
+    pub consts: Vec<ConstEntry>,
+    index: HashMap<u64, Vec<ConstId>>,
+    /// Thresholds already computed for a chain (keyed by its exact
+    /// description), so saturation rounds do not evaluate a chain twice.
+    pub fold_cache: Mutex<HashMap<Vec<u8>, Option<Thresholds>>>,
+}
+
+/// Exact equality of two tensors (f32 compared by bits).
+pub fn same_tensor(a: &Tensor, b: &Tensor) -> bool {
+    a.elem == b.elem
+        && a.dims == b.dims
+        && match (&a.data, &b.data) {
+            (TensorData::F32(x), TensorData::F32(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
+            }
+            (TensorData::Int(x), TensorData::Int(y)) => x == y,
+            _ => false,
+        }
+}
+
+fn tensor_hash(t: &Tensor) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    t.elem.hash(&mut h);
+    t.dims.hash(&mut h);
+    match &t.data {
+        TensorData::F32(v) => v.iter().for_each(|x| x.to_bits().hash(&mut h)),
+        TensorData::Int(v) => v.hash(&mut h),
+    }
+    h.finish()
+}
+
+impl BnnAnalysis {
+    /// An empty analysis for a model with inputs of these types.
+    pub fn new(inputs: Vec<TensorType>) -> BnnAnalysis {
+        BnnAnalysis {
+            inputs,
+            ..BnnAnalysis::default()
+        }
+    }
+
+    /// The table entry holding `t` with this origin, added if new. Each weight
+    /// key has its own entry (two keys with equal tensors stay two weights);
+    /// inline and computed constants are shared by content within their origin.
+    pub fn intern(&mut self, t: Tensor, origin: ConstOrigin) -> ConstId {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        tensor_hash(&t).hash(&mut h);
+        match &origin {
+            ConstOrigin::Weight(k) => (0u8, k).hash(&mut h),
+            ConstOrigin::Inline => 1u8.hash(&mut h),
+            ConstOrigin::Computed => 2u8.hash(&mut h),
+        }
+        let h = h.finish();
+        if let Some(ids) = self.index.get(&h) {
+            for &id in ids {
+                let e = &self.consts[id.0 as usize];
+                if e.origin == origin && same_tensor(&e.tensor, &t) {
+                    return id;
+                }
+            }
+        }
+        let id = ConstId(self.consts.len() as u32);
+        self.consts.push(ConstEntry {
+            tensor: Arc::new(t),
+            origin,
+        });
+        self.index.entry(h).or_default().push(id);
+        id
+    }
+
+    pub fn tensor(&self, id: ConstId) -> &Arc<Tensor> {
+        &self.consts[id.0 as usize].tensor
+    }
+}
+
+/// The type of `op` applied to operands of types `args`, as the IR verifier
+/// infers it (on a one-op graph), or the verifier's message.
+pub fn infer_type(op: &Op, args: &[&TensorType]) -> Result<TensorType, String> {
+    let mut g = Graph::new("m");
+    let ins: Vec<_> = args
+        .iter()
+        .enumerate()
+        .map(|(i, t)| g.add(format!("a{i}"), Op::Input((*t).clone()), vec![]))
+        .collect();
+    let y = g.add("y", op.clone(), ins);
+    g.output(y);
+    bnnc_ir::verify::verify(&g)
+        .map(|mut types| types.pop().expect("one op"))
+        .map_err(|d| d.message)
+}
+
+/// The number of per-channel intervals a value of `ty` carries.
+pub fn chan_count(ty: &TensorType) -> usize {
+    match ty.shape.last() {
+        Some(Dim::Fixed(c)) => *c,
+        _ => 1,
+    }
+}
+
+/// Per-channel intervals of a constant integer tensor.
+pub fn const_ranges(t: &Tensor) -> Option<Vec<Interval>> {
+    let v = t.as_int()?;
+    let c = match t.dims.last() {
+        Some(&c) if c > 0 => c,
+        Some(_) => return Some(Vec::new()),
+        None => 1,
+    };
+    let step = if t.elem == ElemType::B1 { 2 } else { 1 };
+    let mut out: Vec<Option<(i64, i64)>> = vec![None; c];
+    for (i, &x) in v.iter().enumerate() {
+        let e = &mut out[i % c];
+        let x = x as i64;
+        *e = Some(e.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))));
+    }
+    let full = Interval::of_elem(t.elem).expect("integer");
+    Some(
+        out.into_iter()
+            .map(|r| r.map_or(full, |(lo, hi)| Interval::new(lo, hi, step)))
+            .collect(),
+    )
+}
+
+fn uniform(ty: &TensorType, iv: Interval) -> Vec<Interval> {
+    vec![iv; chan_count(ty)]
+}
+
+/// The hull of all channels.
+fn hull_all(r: &[Interval]) -> Option<Interval> {
+    let (first, rest) = r.split_first()?;
+    Some(rest.iter().fold(*first, |a, b| a.hull(b)))
+}
+
+/// A per-channel range of operand `r` (of type `t`) broadcast to `c` channels.
+fn broadcast_ranges(r: &[Interval], t: &TensorType, c: usize) -> Option<Vec<Interval>> {
+    if t.shape.last() == Some(&Dim::Fixed(c)) && r.len() == c {
+        Some(r.to_vec())
+    } else {
+        let h = hull_all(r)?;
+        Some(vec![h; c])
+    }
+}
+
+impl BnnAnalysis {
+    fn compute(egraph: &BnnGraph, enode: &ENode) -> Data {
+        match &enode.op {
+            NodeOp::Input(i) => {
+                let ty = egraph.analysis.inputs[*i as usize].clone();
+                let range = Interval::of_elem(ty.elem).map(|iv| Arc::new(uniform(&ty, iv)));
+                Data {
+                    ty,
+                    konst: None,
+                    range,
+                }
+            }
+            NodeOp::Const(c) => {
+                let t = egraph.analysis.tensor(*c).clone();
+                let ty = TensorType::fixed(t.elem, &t.dims);
+                let range = const_ranges(&t).map(Arc::new);
+                Data {
+                    ty,
+                    konst: Some(t),
+                    range,
+                }
+            }
+            NodeOp::Op(k) => {
+                let op = &k.op;
+                let kids: Vec<&Data> = enode.children.iter().map(|&c| &egraph[c].data).collect();
+                let tys: Vec<&TensorType> = kids.iter().map(|d| &d.ty).collect();
+                let ty = infer_type(op, &tys).unwrap_or_else(|m| {
+                    panic!("e-node {} over {tys:?} is ill-typed: {m}", op.name())
+                });
+                let konst = if kids.iter().all(|d| d.konst.is_some()) {
+                    let args: Vec<&Tensor> = kids
+                        .iter()
+                        .map(|d| d.konst.as_deref().expect("const"))
+                        .collect();
+                    bnnc_runtime::ops::eval(op, &args).ok().map(Arc::new)
+                } else {
+                    None
+                };
+                let range = if !ty.elem.is_integer() {
+                    None
+                } else if let Some(t) = &konst {
+                    const_ranges(t).map(Arc::new)
+                } else {
+                    let r = op_ranges(op, &kids, &ty)
+                        .unwrap_or_else(|| uniform(&ty, Interval::of_elem(ty.elem).expect("int")));
+                    Some(Arc::new(r))
+                };
+                Data { ty, konst, range }
+            }
+        }
+    }
+}
+
+/// Per-channel ranges of a computed integer value, from its operands' facts.
+fn op_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> {
+    let c = chan_count(ty);
+    let r0 = kids.first().and_then(|d| d.range.as_deref());
+    Some(match op {
+        Op::Sign { .. } => uniform(ty, Interval::new(-1, 1, 2)),
+        Op::Ternarize { .. } => uniform(ty, Interval::new(-1, 1, 1)),
+        Op::Threshold => {
+            let t = kids[1].ty.shape.last().and_then(|d| d.fixed())?;
+            if t == 1 {
+                uniform(ty, Interval::new(-1, 1, 2))
+            } else {
+                uniform(ty, Interval::new(0, t as i64, 1))
+            }
+        }
+        Op::Quantize { to, clip, .. } => {
+            let iv = match clip {
+                Some((lo, hi)) => Interval::new(*lo as i64, (*hi as i64).max(*lo as i64), 1),
+                None => Interval::of_elem(*to)?,
+            };
+            uniform(ty, iv)
+        }
+        Op::Relu => r0?
+            .iter()
+            .map(|iv| {
+                if iv.lo >= 0 {
+                    *iv
+                } else {
+                    Interval::new(0, iv.hi.max(0), 1)
+                }
+            })
+            .collect(),
+        Op::Add | Op::Sub | Op::Mul => {
+            let a = broadcast_ranges(kids[0].range.as_deref()?, &kids[0].ty, c)?;
+            let b = broadcast_ranges(kids[1].range.as_deref()?, &kids[1].ty, c)?;
+            a.iter().zip(&b).map(|(x, y)| x.arith(y, op)).collect()
+        }
+        Op::MaxPool2d(_) => r0?.to_vec(),
+        Op::Replicate { .. } => {
+            let r = r0?;
+            (0..c).map(|j| r[j % r.len()]).collect()
+        }
+        Op::ChannelShuffle { groups } => {
+            let r = r0?;
+            let g = *groups;
+            if r.len() != c || c == 0 || g == 0 {
+                return None;
+            }
+            let m = c / g;
+            let mut out = vec![r[0]; c];
+            for i in 0..m {
+                for k in 0..g {
+                    out[i * g + k] = r[k * m + i];
+                }
+            }
+            out
+        }
+        Op::Concat { axis } => {
+            let rank = ty.rank() as i64;
+            let ax = if *axis < 0 { axis + rank } else { *axis };
+            if ax == rank - 1 {
+                let mut out = Vec::with_capacity(c);
+                for d in kids {
+                    out.extend_from_slice(d.range.as_deref()?);
+                }
+                out
+            } else {
+                let mut acc = kids[0].range.as_deref()?.to_vec();
+                for d in &kids[1..] {
+                    let r = d.range.as_deref()?;
+                    for (a, b) in acc.iter_mut().zip(r) {
+                        *a = a.hull(b);
+                    }
+                }
+                acc
+            }
+        }
+        Op::Flatten | Op::Reshape { .. } => {
+            let r = r0?;
+            let cin = r.len();
+            if kids[0].ty.shape.last().and_then(|d| d.fixed()).is_some()
+                && cin > 0
+                && c.is_multiple_of(cin)
+            {
+                (0..c).map(|j| r[j % cin]).collect()
+            } else {
+                vec![hull_all(r)?; c]
+            }
+        }
+        Op::Argmax { axis } => {
+            let xt = &kids[0].ty;
+            let rank = xt.rank() as i64;
+            let ax = if *axis < 0 { axis + rank } else { *axis };
+            let n = xt.shape.get(ax as usize)?.fixed()?;
+            uniform(ty, Interval::new(0, (n as i64 - 1).max(0), 1))
+        }
+        Op::Dense | Op::Conv2d(_) => dot_ranges(op, kids, ty)?,
+        _ => return None,
+    })
+}
+
+/// Per-output-channel ranges of an integer `dense` or `conv2d`.
+///
+/// Each output is a sum of K products (`dense`: K = in features; `conv2d`:
+/// K = kh*kw*Cg taps), each product either `x * w` for an in-bounds tap or
+/// `pad * w` for a padded one. A tap's product lies in the hull of
+/// `{x_lo*w, x_hi*w}` (and `pad*w` when the conv pads), so the sum lies in the
+/// sum of those hulls. When every input value is odd (`b1`) and every weight is
+/// odd or exactly 0 and no tap can be a zero pad, each output sums the same
+/// number of odd terms, so all its values share one parity: a `b1 x b1` dot of
+/// length K lies in `[-K, K]` in steps of 2. Sums that may leave i32 (the
+/// interpreter wraps) give the full i32 range.
+pub fn dot_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> {
+    let x = kids[0];
+    let w = kids[1];
+    let xr = x.range.as_deref()?;
+    let wdims: Vec<usize> =
+        w.ty.shape
+            .iter()
+            .map(|d| d.fixed())
+            .collect::<Option<_>>()?;
+    let o = wdims[0];
+    let k_per_o: usize = wdims[1..].iter().product();
+    let wvals: Option<&[i32]> = w.konst.as_deref().and_then(|t| t.as_int());
+    let wfull = Interval::of_elem(w.ty.elem)?;
+    let (pad, groups, cg) = match op {
+        Op::Conv2d(a) => {
+            let p = if a.has_padding() {
+                Some(a.effective_pad().value() as i64)
+            } else {
+                None
+            };
+            (p, a.groups, *wdims.last()?)
+        }
+        _ => (None, 1, k_per_o),
+    };
+    let og = o / groups.max(1);
+    if xr.is_empty() {
+        return None;
+    }
+    let x_odd = xr.iter().all(|iv| iv.all_odd());
+    let mut out = Vec::with_capacity(o);
+    for oc in 0..o {
+        let g = oc / og.max(1);
+        let (mut lo, mut hi) = (0i64, 0i64);
+        let mut odd = x_odd && pad != Some(0);
+        for k in 0..k_per_o {
+            let ci = g * cg + k % cg;
+            let xi = xr.get(ci % xr.len())?;
+            let (wlo, whi) = match wvals {
+                Some(v) => {
+                    let e = v[oc * k_per_o + k] as i64;
+                    (e, e)
+                }
+                None => (wfull.lo, wfull.hi),
+            };
+            if wvals.is_none() && !Interval::of_elem(w.ty.elem)?.all_odd() {
+                odd = false;
+            }
+            if wlo == whi && wlo % 2 == 0 && wlo != 0 {
+                odd = false;
+            }
+            let mut cands = vec![xi.lo * wlo, xi.lo * whi, xi.hi * wlo, xi.hi * whi];
+            if let Some(p) = pad {
+                cands.push(p * wlo);
+                cands.push(p * whi);
+            }
+            lo += cands.iter().min().expect("nonempty");
+            hi += cands.iter().max().expect("nonempty");
+        }
+        let iv = Interval::new(lo, hi, if odd { 2 } else { 1 });
+        out.push(iv.fit_i32());
+    }
+    if ty.shape.last() != Some(&Dim::Fixed(o)) {
+        return None;
+    }
+    Some(out)
+}
+
+fn tensors_equal(a: &Option<Arc<Tensor>>, b: &Option<Arc<Tensor>>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y) || same_tensor(x, y),
+        _ => true,
+    }
+}
+
+impl Analysis<ENode> for BnnAnalysis {
+    type Data = Data;
+
+    fn make(egraph: &mut BnnGraph, enode: &ENode, _id: Id) -> Data {
+        BnnAnalysis::compute(egraph, enode)
+    }
+
+    fn remake(egraph: &mut BnnGraph, enode: &ENode, id: Id) -> Data {
+        // A class that already knows its value learns nothing from recomputing it.
+        let cur = &egraph[id].data;
+        if cur.konst.is_some() {
+            return cur.clone();
+        }
+        BnnAnalysis::compute(egraph, enode)
+    }
+
+    fn merge(&mut self, a: &mut Data, b: Data) -> DidMerge {
+        assert_eq!(
+            a.ty, b.ty,
+            "merging e-classes of different types: a rewrite rule changed a value's type"
+        );
+        assert!(
+            tensors_equal(&a.konst, &b.konst),
+            "merging e-classes with different constant values: a rewrite rule is wrong"
+        );
+        let mut changed_a = false;
+        let mut changed_b = false;
+        match (&a.konst, &b.konst) {
+            (None, Some(_)) => {
+                a.konst = b.konst.clone();
+                changed_a = true;
+            }
+            (Some(_), None) => changed_b = true,
+            _ => {}
+        }
+        match (&mut a.range, b.range) {
+            (Some(ra), Some(rb)) if ra.len() == rb.len() && *ra != rb => {
+                let mut merged = ra.to_vec();
+                for (x, y) in merged.iter_mut().zip(rb.iter()) {
+                    if y.count() < x.count() {
+                        *x = *y;
+                        changed_a = true;
+                    } else if x.count() < y.count() {
+                        changed_b = true;
+                    }
+                }
+                *ra = Arc::new(merged);
+            }
+            (ra @ None, Some(rb)) => {
+                *ra = Some(rb);
+                changed_a = true;
+            }
+            (Some(_), None) => changed_b = true,
+            _ => {}
+        }
+        DidMerge(changed_a, changed_b)
+    }
+}
+
+/// True when operand `t` (of a value with `c` channels and rank `rank`) holds one
+/// value per channel or one value for all: every dimension but the last is 1 and
+/// the last is `c` or 1.
+pub fn is_per_channel(t: &TensorType, c: usize, rank: usize) -> bool {
+    t.rank() <= rank
+        && t.shape.iter().all(|d| d.fixed().is_some())
+        && match t.shape.split_last() {
+            None => true,
+            Some((last, rest)) => {
+                rest.iter().all(|d| *d == Dim::Fixed(1))
+                    && (*last == Dim::Fixed(c) || *last == Dim::Fixed(1))
+            }
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        let b = Interval::new(-1, 1, 2);
+        assert_eq!(b.count(), 2);
+        assert!(b.all_odd());
+        let k = Interval::new(-784, 784, 2);
+        assert_eq!(k.count(), 785);
+        assert!(!k.all_odd());
+        assert_eq!(
+            b.arith(&Interval::point(3), &Op::Add),
+            Interval::new(2, 4, 2)
+        );
+        assert_eq!(
+            Interval::new(0, 3, 1).arith(&Interval::point(-2), &Op::Mul),
+            Interval::new(-6, 0, 2)
+        );
+        assert_eq!(Interval::new(0, 1 << 40, 1).fit_i32(), I32_FULL);
+    }
+
+    #[test]
+    fn infer_type_uses_the_verifier() {
+        let x = TensorType::new(ElemType::B1, vec![Dim::Batch, Dim::Fixed(8)]);
+        let w = TensorType::fixed(ElemType::B1, &[4, 8]);
+        let t = infer_type(&Op::Dense, &[&x, &w]).unwrap();
+        assert_eq!(
+            t,
+            TensorType::new(ElemType::I32, vec![Dim::Batch, Dim::Fixed(4)])
+        );
+        assert!(infer_type(&Op::Dense, &[&w, &x]).is_err());
+    }
+}

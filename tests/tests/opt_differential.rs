@@ -1,0 +1,264 @@
+//! Differential tests of the e-graph optimizer: the reference interpreter gives
+//! the same outputs on the original and the optimized model, on every example,
+//! every corpus model and random graphs.
+//!
+//! Comparison is exact for every output, floats included (bit for bit, any two
+//! NaNs equal): no rule changes float arithmetic, so no tolerance is needed.
+//! Inputs mix in +0.0, -0.0, NaN and infinities, which is where sign and
+//! threshold rewrites would go wrong first. Batch-norm statistics, slopes and
+//! shifts are drawn at random (negative and zero gamma included) by
+//! `bnnc::init` with `random_stats`, and by the graph generator.
+
+use std::path::Path;
+
+use bnnc::init::{init_weights, InitOptions};
+use bnnc::opt::optimize;
+use bnnc_ir::{Model, Tensor, TensorData};
+use bnnc_tests::gen::{random_graph, random_tensor, GenOptions, Rng};
+
+/// Random inputs at `batch`, with zeros, -0.0, NaN and infinities mixed in.
+fn inputs(model: &Model, batch: usize, rng: &mut Rng, specials: bool) -> Vec<Tensor> {
+    model
+        .graph
+        .inputs()
+        .into_iter()
+        .map(|v| {
+            let ty = model.ty(v);
+            let dims = ty.dims(batch);
+            let mut t = random_tensor(rng, ty.elem, &dims);
+            if let TensorData::F32(x) = &mut t.data {
+                for (i, e) in x.iter_mut().enumerate() {
+                    match i % 29 {
+                        3 => *e = 0.0,
+                        7 => *e = -0.0,
+                        11 if specials => *e = f32::NAN,
+                        13 if specials => *e = f32::INFINITY,
+                        17 if specials => *e = f32::NEG_INFINITY,
+                        _ => *e *= 4.0,
+                    }
+                }
+            }
+            t
+        })
+        .collect()
+}
+
+fn same(a: &Tensor, b: &Tensor) -> Result<(), String> {
+    if a.elem != b.elem || a.dims != b.dims {
+        return Err(format!(
+            "type/shape: {}{:?} vs {}{:?}",
+            a.elem, a.dims, b.elem, b.dims
+        ));
+    }
+    match (&a.data, &b.data) {
+        (TensorData::F32(x), TensorData::F32(y)) => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                if p.to_bits() != q.to_bits() && !(p.is_nan() && q.is_nan()) {
+                    return Err(format!("element {i}: optimized {p:?} vs original {q:?}"));
+                }
+            }
+        }
+        (TensorData::Int(x), TensorData::Int(y)) => {
+            if let Some(i) = (0..x.len()).find(|&i| x[i] != y[i]) {
+                return Err(format!(
+                    "element {i}: optimized {} vs original {}",
+                    x[i], y[i]
+                ));
+            }
+        }
+        _ => return Err("storage differs".into()),
+    }
+    Ok(())
+}
+
+/// Optimizes `model` and compares both on random inputs at batch 3 (with and
+/// without special floats).
+fn check(model: &Model, seed: u64) -> Result<bnnc::opt::Optimized, String> {
+    let o = optimize(model).map_err(|e| format!("optimize: {e}"))?;
+    let text = o.text();
+    let parsed = bnnc_ir::text::parse(&text).map_err(|e| format!("reparse: {e:?}\n{text}"))?;
+    if parsed != o.model.graph {
+        return Err(format!("print/parse round trip differs\n{text}"));
+    }
+    let mut rng = Rng::new(seed);
+    for specials in [false, true] {
+        let x = inputs(model, 3, &mut rng, specials);
+        let want = bnnc_runtime::run(model, &x).map_err(|e| format!("original: {e}"))?;
+        let got = bnnc_runtime::run(&o.model, &x).map_err(|e| format!("optimized: {e}\n{text}"))?;
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            let name = &model.graph.node(model.graph.outputs[k]).name;
+            same(g, w)
+                .map_err(|e| format!("output `{name}` (specials {specials}): {e}\n{text}"))?;
+        }
+    }
+    Ok(o)
+}
+
+fn models_in(dir: &str) -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ir"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every model of `dir` with its shipped weights and with random statistics.
+fn check_dir(dir: &str, min: usize) {
+    let models = models_in(dir);
+    assert!(models.len() >= min);
+    for p in models {
+        let m = Model::load(&p).unwrap();
+        let o = check(&m, 11).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        eprintln!("{} (shipped weights): {}", p.display(), o.report);
+        for seed in [1, 2, 3] {
+            let w = init_weights(
+                &m.graph,
+                &m.types,
+                InitOptions {
+                    seed,
+                    random_stats: true,
+                },
+            )
+            .unwrap();
+            let m = Model::from_graph(m.graph.clone(), Some(&w), &p).unwrap();
+            let o = check(&m, 100 + seed)
+                .unwrap_or_else(|e| panic!("{} (random stats, seed {seed}): {e}", p.display()));
+            if seed == 1 {
+                eprintln!("{} (random stats): {}", p.display(), o.report);
+            }
+        }
+    }
+}
+
+#[test]
+fn examples_optimize_exactly() {
+    check_dir("../examples", 4);
+}
+
+#[test]
+fn corpus_optimizes_exactly() {
+    check_dir("corpus", 10);
+}
+
+/// A model built to make every rule fire, with random statistics (5 seeds).
+const RULES_MODEL: &str = "model opt_rules
+weights \"opt_rules.safetensors\"
+input x: f32[N, 6, 6, 8]
+input y: f32[N, 16]
+xb = sign(x)
+w = @w: f32[16, 3, 3, 8]
+wb = sign(w)
+acc = conv2d(xb, wb, padding=1, pad_value=+1)
+p = maxpool2d(acc, kernel=2)
+s1 = sign(p)
+g = @bn.gamma: f32[16]
+b = @bn.beta: f32[16]
+m = @bn.mean: f32[16]
+v = @bn.var: f32[16]
+n = batchnorm(p, g, b, m, v)
+s2 = sign(n)
+gp = [0.5, 1.0, 2.0, 0.25, 0.5, 1.0, 2.0, 0.25, 0.5, 1.0, 2.0, 0.25, 0.5, 1.0, 2.0, 0.25]: f32[16]
+n2 = batchnorm(p, gp, b, m, v)
+s3 = sign(n2)
+alpha = @alpha: f32[16]
+ya = mul(acc, alpha)
+half = [0.5]: f32[1]
+yc = sub(ya, half)
+s4 = sign(yc)
+k1 = [3, -2, 0, 7, 1, 1, 1, 1, -9, 4, 2, 2, 0, 0, 5, -5]: i32[16]
+k2 = [2]: i32[1]
+a1 = add(acc, k1)
+a2 = sub(a1, k2)
+s5 = sign(a2)
+sc = [0.75, 2.0, 1.0, 0.5001, 0.75, 2.0, 1.0, 0.5001, 0.75, 2.0, 1.0, 0.5001, 0.75, 2.0, 1.0, 0.5001]: f32[16]
+ys = mul(y, sc)
+s6 = sign(ys)
+h = hardtanh(n)
+s7 = sign(h)
+s8 = sign(s1)
+output s1, s2, s3, s4, a2, s5, s6, s7, s8
+";
+
+#[test]
+fn rule_model_optimizes_exactly() {
+    let graph = bnnc_ir::text::parse(RULES_MODEL).unwrap();
+    let types = bnnc_ir::verify::verify(&graph).unwrap();
+    let mut fired: std::collections::BTreeMap<String, usize> = Default::default();
+    for seed in 1..=5 {
+        let w = init_weights(
+            &graph,
+            &types,
+            InitOptions {
+                seed,
+                random_stats: true,
+            },
+        )
+        .unwrap();
+        let m = Model::from_graph(graph.clone(), Some(&w), Path::new("opt_rules.ir")).unwrap();
+        let o = check(&m, seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        if seed == 1 {
+            eprintln!("{}{}", o.report, o.text());
+        }
+        for (name, n) in o.report.fired {
+            *fired.entry(name).or_default() += n;
+        }
+    }
+    eprintln!("{fired:?}");
+    for (rule, n) in &fired {
+        assert!(*n > 0, "{rule} never fired: {fired:?}");
+    }
+}
+
+/// 300 random graphs from a fixed sequence of choice streams: each optimizes
+/// exactly, and together they make every threshold and sign rule fire (so the
+/// differential check above is not vacuous).
+#[test]
+fn random_graphs_exercise_the_rules() {
+    let mut rng = Rng::new(0x0b7);
+    let mut fired: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut graphs = 0;
+    while graphs < 300 {
+        let len = rng.int(4, 48) as usize;
+        let choices: Vec<u32> = (0..len).map(|_| rng.next_u64() as u32).collect();
+        let g = random_graph(&choices, &GenOptions { max_ops: 8 });
+        let model =
+            Model::from_graph(g.graph.clone(), Some(&g.weights), Path::new("random.ir")).unwrap();
+        let o = check(&model, graphs as u64).unwrap_or_else(|e| panic!("choices {choices:?}: {e}"));
+        for (name, n) in o.report.fired {
+            *fired.entry(name).or_default() += n;
+        }
+        graphs += 1;
+    }
+    eprintln!("rules fired over {graphs} random graphs: {fired:?}");
+    for rule in ["fold_constant", "sign_of_binary", "fold_chain_to_threshold"] {
+        assert!(
+            fired.get(rule).copied().unwrap_or(0) > 0,
+            "{rule} never fired: {fired:?}"
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        // 400 random graphs (with batch-norm statistics that include negative
+        // and zero gamma). A failure is shrunk through the choice stream and
+        // saved to tests/regressions/opt_differential.txt (committed), whose
+        // cases run first on every later run.
+        cases: 400,
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            "regressions/opt_differential.txt",
+        ))),
+        ..proptest::test_runner::Config::default()
+    })]
+
+    #[test]
+    fn random_graphs_optimize_exactly(choices in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..48)) {
+        let g = random_graph(&choices, &GenOptions { max_ops: 8 });
+        let model = Model::from_graph(g.graph.clone(), Some(&g.weights), Path::new("random.ir")).unwrap();
+        let seed = choices.iter().fold(7u64, |h, &c| h.wrapping_mul(31).wrapping_add(c as u64));
+        check(&model, seed).map_err(proptest::test_runner::TestCaseError::fail)?;
+    }
+}
