@@ -28,6 +28,7 @@ Examples:
   bnnc compile examples/mnist_mlp.ir --target aarch64 -o out
   bnnc run examples/mnist_mlp.ir --random --batch 4 --engine jit
   bnnc bench examples/mnist_mlp.ir --batch 1000
+  bnnc bench-kernels --runs 5
   bnnc init examples/mnist_mlp.ir --seed 1";
 
 /// The `bnnc` command line.
@@ -123,14 +124,23 @@ kernel IR (kir) for reading.
 
 A target is an architecture and an explicit feature list, ARCH[+FEATURE]...: `x86_64` is the \
 baseline x86-64 (no popcnt instruction), `x86_64+popcnt+avx2` names features, `aarch64` is \
-ARMv8-A with NEON (popcount by `cnt`), `native` is this machine with every feature it has. The \
-code never uses an instruction the target does not name. `--target help` lists them all.
+ARMv8-A with NEON (popcount by `cnt`), `riscv64` is RV64GC, `native` is this machine with every \
+feature it has. The code never uses an instruction the target does not name. `--target help` \
+lists them all.
+
+--backend llvm compiles with LLVM (default<O3>) instead of Cranelift: it also takes a CPU model \
+(--cpu znver4, --cpu neoverse-n1, --cpu native for this machine's CPU; with --cpu alone the \
+architecture follows from the CPU), targets riscv64, and can write the assembly (asm) and the \
+optimised LLVM IR (llvm-ir). Both backends write the same header and entry points, so a C \
+program links either object unchanged. The LLVM backend needs bnnc built with `--features llvm`.
 
 n-bit, ternary and int8 kernels are not available in the native backends yet: such models \
 are refused with a message naming the op and types.",
         after_help = "Examples:
   bnnc compile examples/mnist_mlp.ir --target aarch64 -o out
   bnnc compile examples/bireal_cnn.ir --target x86_64+popcnt -o out --emit obj,header,kir
+  bnnc compile examples/mnist_mlp.ir --backend llvm --cpu znver4 -o out --emit obj,header,asm,llvm-ir
+  bnnc compile examples/mnist_mlp.ir --backend llvm --target riscv64 -o out
   bnnc compile --target help"
     )]
     Compile(CompileArgs),
@@ -144,6 +154,54 @@ runs once to warm up, then --runs times; the median is reported.",
         after_help = "Example:\n  bnnc bench examples/mnist_mlp.ir --batch 1000 --runs 5"
     )]
     Bench(BenchArgs),
+
+    /// Measure binary kernels against their float equivalents, per backend and CPU.
+    #[command(
+        long_about = "Time two kernels JIT-compiled by each backend for each target CPU this \
+machine can run, next to the float kernel of the same shape, in one process, and print a \
+Markdown table of GBOPS (binary ops per second: 2*M*N*K for a GEMM, counted the same way for \
+a convolution) and GFLOPS:
+  conv   3x3 binary convolution, 64 -> 64 channels on 56x56, bits in and bits out (conv -> \
+threshold), padding 1 (pad_value=+1); float: the f32 convolution of the same shape
+  gemm   binary dense 256 x 256 x 4096 bits (M = 256 rows, N = 256 outputs, K = 4096); \
+float: the f32 dense of the same shape
+Only the compiled entry point is timed (inputs are packed beforehand); each configuration \
+runs once to warm up, then --runs times, and the median is reported. Outputs are checked to \
+be identical across all configurations.",
+        after_help = "Examples:\n  bnnc bench-kernels\n  bnnc bench-kernels --kernel gemm --cpus haswell,native --runs 9"
+    )]
+    BenchKernels(BenchKernelsArgs),
+
+    /// Optimize a model with the e-graph optimizer and print the result.
+    #[command(
+        long_about = "Rewrite a model by equality saturation (egg) and print the optimized graph \
+in the text format, a valid model for every other command. The rules are exact: the \
+optimized model computes bit for bit what the original computes. Batch-norm, per-channel \
+scales and offsets, PReLU/RPReLU, clips and similar chains between a binary layer's integer \
+accumulator and the next sign become per-channel integer thresholds; sign(@w) becomes packed \
+b1 weights; everything computed from constants only is computed once. `bnnc compile` and \
+`bnnc run --engine jit` run the same optimizer unless given -O0.
+
+Tensors the optimizer computes get keys `opt.<value>`; with -o the model and its weights \
+(`<stem>.opt.safetensors`, named by the printed model) are written, so the result loads \
+again. --explain adds, as comments at the top, which rules fired and how often, the e-graph \
+size and the cost before and after.",
+        after_help = "Examples:\n  bnnc opt examples/mnist_mlp.ir --explain\n  bnnc opt examples/mnist_mlp.ir -o /tmp/mnist_opt.ir && bnnc check /tmp/mnist_opt.ir"
+    )]
+    Opt(OptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OptArgs {
+    /// The model file (.ir); its weights file must exist.
+    pub file: PathBuf,
+    /// Print which rules fired, the e-graph size and the cost, as comments.
+    #[arg(long)]
+    pub explain: bool,
+    /// Write the optimized model here (and its weights beside it) instead of
+    /// printing it.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -151,15 +209,74 @@ pub struct CompileArgs {
     /// The model file (.ir); not needed with `--target help`.
     #[arg(required_unless_present = "target")]
     pub file: Option<PathBuf>,
-    /// ARCH[+FEATURE]... or `native`; `help` lists architectures and features.
+    /// ARCH[:CPU][+FEATURE]... or `native`; `help` lists architectures, features and CPUs.
     #[arg(long, short = 't', default_value = "native")]
     pub target: String,
+    /// A CPU model for the LLVM backend (znver4, haswell, neoverse-n1, native, ...).
+    #[arg(long, value_name = "CPU")]
+    pub cpu: Option<String>,
+    /// The code generator.
+    #[arg(long, value_enum, default_value_t = BackendKind::Cranelift)]
+    pub backend: BackendKind,
     /// Output directory (created if missing).
     #[arg(long = "out-dir", short = 'o', value_name = "DIR", default_value = ".")]
     pub out_dir: PathBuf,
-    /// What to write, comma-separated: obj, header, clif, kir.
+    /// What to write, comma-separated: obj, header, clif, kir, asm, llvm-ir.
     #[arg(long, value_delimiter = ',', default_values = ["obj", "header"])]
     pub emit: Vec<EmitKind>,
+    /// Optimization level: 1 runs the e-graph optimizer (batch-norm and scales
+    /// folded into integer thresholds, constants folded), 0 compiles the graph
+    /// as written.
+    #[arg(short = 'O', value_name = "LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub opt_level: u8,
+}
+
+/// The code generators (`--backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Cranelift: fast compilation; x86_64 and aarch64 with explicit features.
+    #[default]
+    Cranelift,
+    /// LLVM, default<O3>: any CPU LLVM knows, riscv64 (needs bnnc built with `--features llvm`).
+    Llvm,
+}
+
+impl From<BackendKind> for crate::compile::Backend {
+    fn from(b: BackendKind) -> Self {
+        match b {
+            BackendKind::Cranelift => crate::compile::Backend::Cranelift,
+            BackendKind::Llvm => crate::compile::Backend::Llvm,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BenchKernelsArgs {
+    /// Which kernels to time.
+    #[arg(long, value_enum, default_value_t = KernelKind::All)]
+    pub kernel: KernelKind,
+    /// LLVM target CPUs to time, comma-separated (`native` is this machine's
+    /// CPU, `none` the architecture's baseline); those this machine cannot
+    /// run are skipped. Default: a ladder for the host's architecture.
+    #[arg(long, value_delimiter = ',')]
+    pub cpus: Vec<String>,
+    /// Timed runs per configuration (after one warm-up run); the median is reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub runs: u64,
+    /// Images per convolution run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub conv_batch: u64,
+    /// Seed of the random weights and inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Kernels of `bnnc bench-kernels`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KernelKind {
+    Conv,
+    Gemm,
+    All,
 }
 
 /// Artifacts of `bnnc compile`.
@@ -173,6 +290,10 @@ pub enum EmitKind {
     Clif,
     /// <model>.kir: bnnc kernel IR
     Kir,
+    /// <model>.s: assembly (LLVM backend)
+    Asm,
+    /// <model>.ll: optimised LLVM IR (LLVM backend)
+    LlvmIr,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +309,14 @@ pub struct BenchArgs {
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The backend that JIT-compiles the model.
+    #[arg(long, value_enum, default_value_t = BackendKind::Cranelift)]
+    pub backend: BackendKind,
+    /// Optimization level: 1 runs the e-graph optimizer (batch-norm and scales
+    /// folded into integer thresholds, constants folded), 0 compiles the graph
+    /// as written.
+    #[arg(short = 'O', value_name = "LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub opt_level: u8,
 }
 
 #[derive(Debug, Args)]
@@ -202,7 +331,7 @@ pub enum Engine {
     /// The reference interpreter (bnnc-runtime): the exact meaning of every op.
     #[default]
     Interp,
-    /// Native code JIT-compiled for this CPU by the Cranelift backend.
+    /// Native code JIT-compiled for this CPU (by the backend of --backend).
     Jit,
 }
 
@@ -239,6 +368,12 @@ pub struct RunArgs {
     /// The engine that runs the model.
     #[arg(long, value_enum, default_value_t = Engine::Interp)]
     pub engine: Engine,
+    /// With `--engine jit`: 1 optimizes the graph first (the default), 0 does not.
+    #[arg(short = 'O', value_name = "LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub opt_level: u8,
+    /// The backend of `--engine jit` [default: cranelift].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
 }
 
 #[derive(Debug, Args)]
@@ -320,7 +455,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Graph(a) => graph(a, out),
         Command::Init(a) => init(a, out),
         Command::Compile(a) => compile(a, out),
+        Command::Opt(a) => opt(a, out),
         Command::Bench(a) => bench(a, out),
+        Command::BenchKernels(a) => bench_kernels::run(a, out),
     }
 }
 
@@ -428,17 +565,25 @@ fn run_model(a: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         check_sizes(&model, batch).map_err(mismatch)?;
         tensors
     };
+    if a.backend.is_some() && a.engine != Engine::Jit {
+        return Err(mismatch(
+            "--backend chooses the code generator of --engine jit; add --engine jit".into(),
+        ));
+    }
     let results = match a.engine {
         Engine::Interp => bnnc_runtime::run(&model, &inputs).map_err(|source| CliError::Run {
             file: a.file.clone(),
             source,
         })?,
         Engine::Jit => {
+            let backend = a.backend.unwrap_or_default().into();
+            let compile_err = |source| CliError::Compile {
+                file: a.file.clone(),
+                source,
+            };
+            let prepared = crate::compile::prepare(&model, a.opt_level).map_err(compile_err)?;
             let jit =
-                crate::jit::JitModel::compile(&model).map_err(|source| CliError::Compile {
-                    file: a.file.clone(),
-                    source,
-                })?;
+                crate::jit::JitModel::compile_on_host(&prepared, backend).map_err(compile_err)?;
             jit.run(&inputs).map_err(|source| CliError::Jit {
                 file: a.file.clone(),
                 source,
@@ -514,13 +659,13 @@ fn check_batches(
 }
 
 fn compile(a: &CompileArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    use crate::compile::{compile_to_dir, Emit};
+    use crate::compile::{compile_to_dir_with, Emit};
     if a.target == "help" {
         return out
             .write_all(bnnc_ir::target::Target::help().as_bytes())
             .map_err(CliError::Stdout);
     }
-    let target = bnnc_ir::target::Target::parse(&a.target)?;
+    let target = resolve_target(&a.target, a.cpu.as_deref())?;
     let file = a
         .file
         .as_ref()
@@ -534,10 +679,17 @@ fn compile(a: &CompileArgs, out: &mut dyn Write) -> Result<(), CliError> {
             EmitKind::Header => Emit::Header,
             EmitKind::Clif => Emit::Clif,
             EmitKind::Kir => Emit::Kir,
+            EmitKind::Asm => Emit::Asm,
+            EmitKind::LlvmIr => Emit::LlvmIr,
         })
         .collect();
-    let written =
-        compile_to_dir(&model, &target, &emit, &a.out_dir).map_err(|source| CliError::Compile {
+    let prepared =
+        crate::compile::prepare(&model, a.opt_level).map_err(|source| CliError::Compile {
+            file: file.clone(),
+            source,
+        })?;
+    let written = compile_to_dir_with(&prepared, &target, a.backend.into(), &emit, &a.out_dir)
+        .map_err(|source| CliError::Compile {
             file: file.clone(),
             source,
         })?;
@@ -545,6 +697,35 @@ fn compile(a: &CompileArgs, out: &mut dyn Write) -> Result<(), CliError> {
         writeln!(out, "wrote {} ({target})", p.display()).map_err(CliError::Stdout)?;
     }
     Ok(())
+}
+
+/// The target of `--target T [--cpu C]`. A CPU replaces the host's features
+/// that a default `native` target would bring; with `--target` left at
+/// `native`, the architecture follows from the CPU when only one
+/// architecture has a CPU of that name (`--cpu neoverse-n1` is aarch64).
+pub fn resolve_target(
+    target: &str,
+    cpu: Option<&str>,
+) -> Result<bnnc_ir::target::Target, bnnc_ir::target::TargetError> {
+    use bnnc_ir::target::{Arch, Target};
+    let Some(cpu) = cpu else {
+        return Target::parse(target);
+    };
+    if target != "native" {
+        return Target::parse(target)?.with_cpu(cpu);
+    }
+    if cpu == "native" {
+        return Target::native_cpu();
+    }
+    let arches: Vec<Arch> = Arch::ALL
+        .into_iter()
+        .filter(|&a| bnnc_llvm::known_cpus(a).contains(&cpu))
+        .collect();
+    let arch = match arches.as_slice() {
+        &[only] => only,
+        _ => Target::host()?.arch,
+    };
+    Target::new(arch).with_cpu(cpu)
 }
 
 fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
@@ -558,10 +739,13 @@ fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
     check_sizes(&model, batch).map_err(mismatch)?;
     let inputs = crate::inputs::random_inputs(&model.graph, batch, a.seed).map_err(mismatch)?;
     let t0 = Instant::now();
-    let jit = crate::jit::JitModel::compile(&model).map_err(|source| CliError::Compile {
+    let backend: crate::compile::Backend = a.backend.into();
+    let compile_err = |source| CliError::Compile {
         file: a.file.clone(),
         source,
-    })?;
+    };
+    let prepared = crate::compile::prepare(&model, a.opt_level).map_err(compile_err)?;
+    let jit = crate::jit::JitModel::compile_on_host(&prepared, backend).map_err(compile_err)?;
     let compile_time = t0.elapsed().as_secs_f64();
     let time =
         |f: &dyn Fn() -> Result<Vec<Tensor>, CliError>| -> Result<(f64, Vec<Tensor>), CliError> {
@@ -588,7 +772,7 @@ fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         })
     })?;
     let identical = got == want;
-    let host = bnnc_ir::target::Target::host()?;
+    let host = jit.compiled().target.clone();
     let mut w = |s: String| writeln!(out, "{s}").map_err(CliError::Stdout);
     w(format!(
         "{}: batch {batch}, median of {} runs, JIT target {host}",
@@ -604,7 +788,8 @@ fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         batch as f64 / ti
     ))?;
     w(format!(
-        "  jit (cranelift)   {:>10.3} ms/batch  {:>12.0} samples/s",
+        "  {:<17} {:>10.3} ms/batch  {:>12.0} samples/s",
+        format!("jit ({backend})"),
         tj * 1e3,
         batch as f64 / tj
     ))?;
@@ -619,5 +804,335 @@ fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         Err(mismatch(
             "the JIT's outputs differ from the interpreter's: please report this model".into(),
         ))
+    }
+}
+
+/// `bnnc bench-kernels`: binary kernels against float ones, per backend and CPU.
+mod bench_kernels {
+    use std::io::Write;
+    use std::path::Path;
+    use std::time::Instant;
+
+    use bnnc_ir::target::{Arch, Target};
+    use bnnc_ir::Model;
+
+    use super::{BenchKernelsArgs, CliError, KernelKind};
+    use crate::compile::Backend;
+    use crate::init::{init_weights, InitOptions};
+    use crate::jit::{to_words, JitModel};
+
+    /// One kernel: its binary and float models and how many ops one run does.
+    struct Kernel {
+        name: &'static str,
+        binary: Model,
+        float: Model,
+        batch: usize,
+        ops: f64,
+    }
+
+    fn model(name: &str, src: &str, seed: u64) -> Result<Model, CliError> {
+        let file = Path::new(name);
+        let wrap = |diag| {
+            CliError::Model(bnnc_ir::Error::Model {
+                file: file.to_path_buf(),
+                diag,
+            })
+        };
+        let graph = bnnc_ir::text::parse(src).map_err(wrap)?;
+        let types = bnnc_ir::verify::verify(&graph).map_err(wrap)?;
+        let opts = InitOptions {
+            seed,
+            random_stats: true,
+        };
+        let weights = init_weights(&graph, &types, opts).map_err(wrap)?;
+        Ok(Model::from_graph(graph, Some(&weights), file)?)
+    }
+
+    fn kernels(a: &BenchKernelsArgs) -> Result<Vec<Kernel>, CliError> {
+        let mut ks = Vec::new();
+        if a.kernel != KernelKind::Gemm {
+            let n = a.conv_batch as usize;
+            ks.push(Kernel {
+                name: "conv 3x3 64->64 56x56",
+                binary: model(
+                    "bench_conv_b1.ir",
+                    "model bench_conv_b1\ninput x: b1[N, 56, 56, 64]\nw = @w: b1[64, 3, 3, 64]\n\
+                     acc = conv2d(x, w, padding=1, pad_value=+1)\nt = @t: i32[64, 1]\n\
+                     y = threshold(acc, t)\noutput y\n",
+                    a.seed,
+                )?,
+                float: model(
+                    "bench_conv_f32.ir",
+                    "model bench_conv_f32\ninput x: f32[N, 56, 56, 64]\nw = @w: f32[64, 3, 3, 64]\n\
+                     y = conv2d(x, w, padding=1)\noutput y\n",
+                    a.seed,
+                )?,
+                batch: n,
+                // 2 ops (multiply, add) per weight and output element.
+                ops: 2.0 * n as f64 * (56 * 56 * 64) as f64 * (3 * 3 * 64) as f64,
+            });
+        }
+        if a.kernel != KernelKind::Conv {
+            ks.push(Kernel {
+                name: "gemm 256x256x4096",
+                binary: model(
+                    "bench_gemm_b1.ir",
+                    "model bench_gemm_b1\ninput x: b1[N, 4096]\nw = @w: b1[256, 4096]\n\
+                     y = dense(x, w)\noutput y\n",
+                    a.seed,
+                )?,
+                float: model(
+                    "bench_gemm_f32.ir",
+                    "model bench_gemm_f32\ninput x: f32[N, 4096]\nw = @w: f32[256, 4096]\n\
+                     y = dense(x, w)\noutput y\n",
+                    a.seed,
+                )?,
+                batch: 256,
+                ops: 2.0 * 256.0 * 256.0 * 4096.0,
+            });
+        }
+        Ok(ks)
+    }
+
+    /// A backend and a target to time.
+    struct Config {
+        backend: Backend,
+        target: Target,
+    }
+
+    fn default_cpus(arch: Arch) -> &'static [&'static str] {
+        match arch {
+            Arch::X86_64 => &[
+                "none",
+                "x86-64-v2",
+                "haswell",
+                "skylake-avx512",
+                "znver4",
+                "native",
+            ],
+            Arch::Aarch64 => &["none", "cortex-a72", "neoverse-n1", "native"],
+            Arch::Riscv64 => &["none", "native"],
+        }
+    }
+
+    fn configs(a: &BenchKernelsArgs, notes: &mut Vec<String>) -> Result<Vec<Config>, CliError> {
+        let host = Target::host()?;
+        let mut out = Vec::new();
+        if host.arch != Arch::Riscv64 {
+            for t in [Target::new(host.arch), host.clone()] {
+                out.push(Config {
+                    backend: Backend::Cranelift,
+                    target: t,
+                });
+            }
+        }
+        if !Backend::Llvm.available() {
+            notes.push("LLVM: not in this build (rebuild with --features llvm)".into());
+            return Ok(out);
+        }
+        let cpus: Vec<String> = if a.cpus.is_empty() {
+            default_cpus(host.arch)
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        } else {
+            a.cpus.clone()
+        };
+        for cpu in cpus {
+            let t = match cpu.as_str() {
+                "none" => Target::new(host.arch),
+                "native" => Target::native_cpu()?,
+                c => Target::new(host.arch).with_cpu(c)?,
+            };
+            let missing = t.missing_on_host();
+            if !missing.is_empty() {
+                notes.push(format!(
+                    "LLVM {t}: skipped, this machine lacks {}",
+                    missing.join(", ")
+                ));
+                continue;
+            }
+            out.push(Config {
+                backend: Backend::Llvm,
+                target: t,
+            });
+        }
+        Ok(out)
+    }
+
+    type Buffers = Vec<Vec<u64>>;
+
+    /// A compiled kernel with its buffers, ready to time.
+    struct Prepared {
+        jit: JitModel,
+        inputs: Vec<Vec<u64>>,
+        outputs: Vec<Vec<u64>>,
+        workspace: Vec<u64>,
+        batch: usize,
+    }
+
+    fn prepare(m: &Model, c: &Config, batch: usize, seed: u64) -> Result<Prepared, CliError> {
+        let err = |source| CliError::Compile {
+            file: m.path.clone(),
+            source,
+        };
+        let jit = JitModel::compile_with(m, &c.target, c.backend).map_err(err)?;
+        let l = &jit.compiled().lowered;
+        let xs = crate::inputs::random_inputs(&m.graph, batch, seed).map_err(|message| {
+            CliError::Mismatch {
+                file: m.path.clone(),
+                message,
+            }
+        })?;
+        let inputs = xs
+            .iter()
+            .zip(&l.inputs)
+            .map(|(t, d)| to_words(t, d))
+            .collect();
+        let outputs = l
+            .outputs
+            .iter()
+            .map(|d| vec![0u64; (d.bytes(batch) as usize).div_ceil(8)])
+            .collect();
+        let ws = l.workspace.bytes(batch).unwrap_or(0) as usize;
+        Ok(Prepared {
+            jit,
+            inputs,
+            outputs,
+            workspace: vec![0u64; ws.div_ceil(8).max(1)],
+            batch,
+        })
+    }
+
+    impl Prepared {
+        fn run(&mut self, file: &Path) -> Result<(), CliError> {
+            let ins: Vec<&[u64]> = self.inputs.iter().map(Vec::as_slice).collect();
+            let mut outs: Vec<&mut [u64]> =
+                self.outputs.iter_mut().map(Vec::as_mut_slice).collect();
+            self.jit
+                .run_words(&ins, &mut outs, &mut self.workspace, self.batch)
+                .map_err(|source| CliError::Jit {
+                    file: file.to_path_buf(),
+                    source,
+                })
+        }
+
+        /// Median seconds of `runs` runs after a warm-up.
+        fn time(&mut self, runs: u64, file: &Path) -> Result<f64, CliError> {
+            self.run(file)?;
+            let mut ts = Vec::new();
+            for _ in 0..runs {
+                let t = Instant::now();
+                self.run(file)?;
+                ts.push(t.elapsed().as_secs_f64());
+            }
+            ts.sort_by(f64::total_cmp);
+            Ok(ts[ts.len() / 2])
+        }
+    }
+
+    fn describe(c: &Config) -> String {
+        let t = &c.target;
+        match (c.backend, t.cpu.as_deref()) {
+            (Backend::Llvm, Some("native")) => match bnnc_llvm::machine(t) {
+                Ok(m) => format!("{}:native ({})", t.arch, m.cpu),
+                Err(_) => t.to_string(),
+            },
+            (_, None) if t.features.is_empty() => format!("{} (baseline)", t.arch),
+            (Backend::Cranelift, None) => format!("{} (all host features)", t.arch),
+            _ => t.to_string(),
+        }
+    }
+
+    pub(super) fn run(a: &BenchKernelsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+        let mut notes = Vec::new();
+        let configs = configs(a, &mut notes)?;
+        let kernels = kernels(a)?;
+        let mut w = |s: String| writeln!(out, "{s}").map_err(CliError::Stdout);
+        w(format!(
+            "bnnc bench-kernels: median of {} runs after a warm-up, one thread; GBOPS = 2*M*N*K / time",
+            a.runs
+        ))?;
+        w(String::new())?;
+        w("| kernel | backend | target | binary ms | binary GBOPS | float ms | float GFLOPS | binary / float |".into())?;
+        w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |".into())?;
+        let mut mismatches = Vec::new();
+        for k in &kernels {
+            // The binary and float outputs of the first configuration.
+            let mut first: Option<(Buffers, Buffers)> = None;
+            for c in &configs {
+                let mut b = prepare(&k.binary, c, k.batch, a.seed)?;
+                let mut f = prepare(&k.float, c, k.batch, a.seed)?;
+                let tb = b.time(a.runs, &k.binary.path)?;
+                let tf = f.time(a.runs, &k.float.path)?;
+                match &first {
+                    None => first = Some((b.outputs.clone(), f.outputs.clone())),
+                    Some((ob, of)) => {
+                        if *ob != b.outputs || *of != f.outputs {
+                            mismatches.push(format!("{} with {} {}", k.name, c.backend, c.target));
+                        }
+                    }
+                }
+                let (gb, gf) = (k.ops / tb / 1e9, k.ops / tf / 1e9);
+                w(format!(
+                    "| {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.2} | {:.1}x |",
+                    k.name,
+                    c.backend,
+                    describe(c),
+                    tb * 1e3,
+                    gb,
+                    tf * 1e3,
+                    gf,
+                    gb / gf
+                ))?;
+            }
+        }
+        w(String::new())?;
+        for n in &notes {
+            w(format!("note: {n}"))?;
+        }
+        if mismatches.is_empty() {
+            w(format!(
+                "outputs identical across all {} configurations",
+                configs.len()
+            ))?;
+            Ok(())
+        } else {
+            Err(CliError::Mismatch {
+                file: "bench-kernels".into(),
+                message: format!(
+                    "outputs differ from the first configuration's: {}",
+                    mismatches.join("; ")
+                ),
+            })
+        }
+    }
+}
+
+fn opt(a: &OptArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let model = Model::load(&a.file)?;
+    let optimized = crate::opt::optimize(&model).map_err(|e| CliError::Compile {
+        file: a.file.clone(),
+        source: e.into(),
+    })?;
+    let mut text = String::new();
+    if a.explain {
+        for line in optimized.report.to_string().lines() {
+            text.push_str(&format!("# {line}\n"));
+        }
+    }
+    text.push_str(&optimized.text());
+    match &a.output {
+        Some(path) => {
+            optimized.write(path)?;
+            if a.explain {
+                std::fs::write(path, &text).map_err(|source| CliError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            writeln!(out, "wrote {}", path.display()).map_err(CliError::Stdout)
+        }
+        None => out.write_all(text.as_bytes()).map_err(CliError::Stdout),
     }
 }

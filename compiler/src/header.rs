@@ -34,8 +34,13 @@ pub fn c_header(l: &Lowered, target: &Target) -> String {
     let _ = writeln!(s, " * Model `{}`, compiled for target {target}.", l.name);
     let _ = writeln!(
         s,
-        " * The object uses only the instructions of that target: it requires an {} CPU{}.",
+        " * The object uses only the instructions of that target: it requires an {}{} CPU{}.",
         target.arch,
+        target
+            .cpu
+            .as_ref()
+            .map(|c| format!(" {c}-compatible"))
+            .unwrap_or_default(),
         if target.features.is_empty() {
             String::new()
         } else {

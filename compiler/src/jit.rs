@@ -1,4 +1,6 @@
-//! Compile a model to native code in this process and call it from Rust.
+//! Compile a model to native code in this process and call it from Rust, with
+//! the Cranelift backend (the default) or the LLVM one
+//! ([`JitModel::compile_with`]).
 //!
 //! ```no_run
 //! use bnnc::jit::JitModel;
@@ -12,7 +14,7 @@
 use bnnc_ir::target::Target;
 use bnnc_ir::{ElemType, Model, Tensor, TensorData};
 
-use crate::compile::{CompileError, Compiled};
+use crate::compile::{Backend, CompileError, Compiled};
 use crate::lower::{pack_bits, status, unpack_bits, IoDesc, Storage};
 
 /// Why a JIT'd model could not run.
@@ -24,15 +26,40 @@ pub enum JitError {
     BatchTooLarge { batch: usize, max: u64 },
     #[error("the compiled model returned status {0}")]
     Status(i32),
+    #[error("{what} holds {have} bytes; the model needs {need}")]
+    BufferTooSmall { what: String, have: u64, need: u64 },
+    #[error("{inputs} input and {outputs} output buffers given; the model has {want_inputs} and {want_outputs}")]
+    BufferCount {
+        inputs: usize,
+        outputs: usize,
+        want_inputs: usize,
+        want_outputs: usize,
+    },
 }
 
 type RunV = unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, u64) -> i32;
 
-/// A model compiled by the Cranelift backend into this process.
+/// The code of a JIT'd model (either backend's), kept alive.
+enum Code {
+    Cranelift(Box<bnnc_cranelift::Jit>),
+    Llvm(bnnc_llvm::Jit),
+}
+
+impl Code {
+    fn function(&self, name: &str) -> Option<*const u8> {
+        match self {
+            Code::Cranelift(j) => j.function(name),
+            Code::Llvm(j) => j.function(name),
+        }
+    }
+}
+
+/// A model compiled into this process.
 pub struct JitModel {
     compiled: Compiled,
+    backend: Backend,
     /// Keeps the code alive; `run_v` points into it.
-    _jit: bnnc_cranelift::Jit,
+    _jit: Code,
     run_v: RunV,
     model: Model,
 }
@@ -41,6 +68,8 @@ impl std::fmt::Debug for JitModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JitModel")
             .field("name", &self.compiled.lowered.name)
+            .field("backend", &self.backend)
+            .field("target", &self.compiled.target.to_string())
             .finish()
     }
 }
@@ -51,17 +80,46 @@ unsafe impl Send for JitModel {}
 unsafe impl Sync for JitModel {}
 
 impl JitModel {
-    /// Compiles `model` for this machine's CPU (every feature it has).
+    /// Compiles `model` with Cranelift for this machine's CPU (every
+    /// feature it has).
     pub fn compile(model: &Model) -> Result<JitModel, CompileError> {
-        let target = Target::host().map_err(CompileError::Target)?;
-        JitModel::compile_for(model, &target)
+        JitModel::compile_on_host(model, Backend::Cranelift)
     }
 
-    /// Compiles for `target`, which must be runnable here.
+    /// Compiles `model` with `backend` for this machine: Cranelift with every
+    /// feature bnnc detects ([`Target::host`]), LLVM for the host's CPU with
+    /// every feature LLVM detects ([`Target::native_cpu`]).
+    pub fn compile_on_host(model: &Model, backend: Backend) -> Result<JitModel, CompileError> {
+        let target = match backend {
+            Backend::Cranelift => Target::host(),
+            Backend::Llvm => Target::native_cpu(),
+        }
+        .map_err(CompileError::Target)?;
+        JitModel::compile_with(model, &target, backend)
+    }
+
+    /// Compiles with Cranelift for `target`, which must be runnable here.
     pub fn compile_for(model: &Model, target: &Target) -> Result<JitModel, CompileError> {
+        JitModel::compile_with(model, target, Backend::Cranelift)
+    }
+
+    /// Compiles with `backend` for `target`, which must be runnable here.
+    pub fn compile_with(
+        model: &Model,
+        target: &Target,
+        backend: Backend,
+    ) -> Result<JitModel, CompileError> {
         let compiled = crate::compile::lower_model(model, target)?;
-        let jit = bnnc_cranelift::Jit::new(&compiled.lowered.module, target)
-            .map_err(CompileError::Backend)?;
+        let jit = match backend {
+            Backend::Cranelift => Code::Cranelift(Box::new(
+                bnnc_cranelift::Jit::new(&compiled.lowered.module, target)
+                    .map_err(CompileError::Backend)?,
+            )),
+            Backend::Llvm => Code::Llvm(
+                bnnc_llvm::Jit::new(&compiled.lowered.module, target)
+                    .map_err(CompileError::Llvm)?,
+            ),
+        };
         let entry = compiled.lowered.entry_v();
         let ptr = jit
             .function(&entry)
@@ -71,6 +129,7 @@ impl JitModel {
         let run_v = unsafe { std::mem::transmute::<*const u8, RunV>(ptr) };
         Ok(JitModel {
             compiled,
+            backend,
             _jit: jit,
             run_v,
             model: model.clone(),
@@ -79,6 +138,10 @@ impl JitModel {
 
     pub fn compiled(&self) -> &Compiled {
         &self.compiled
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Runs the model: inputs as for the reference interpreter, outputs typed as
@@ -105,29 +168,96 @@ impl JitModel {
             .map(|d| vec![0u64; (d.bytes(batch) as usize).div_ceil(8)])
             .collect();
         let mut ws = vec![0u64; (ws_bytes as usize).div_ceil(8).max(1)];
-        let in_ptrs: Vec<*const u8> = in_bufs.iter().map(|b| b.as_ptr() as *const u8).collect();
-        let out_ptrs: Vec<*mut u8> = out_bufs
+        let ins: Vec<&[u64]> = in_bufs.iter().map(Vec::as_slice).collect();
+        let mut outs: Vec<&mut [u64]> = out_bufs.iter_mut().map(Vec::as_mut_slice).collect();
+        self.run_words(&ins, &mut outs, &mut ws, batch)?;
+        Ok(out_bufs
+            .iter()
+            .zip(&l.outputs)
+            .map(|(b, d)| from_words(b, d, batch))
+            .collect())
+    }
+}
+
+impl JitModel {
+    /// Runs the compiled code on buffers already in its layout (see
+    /// [`to_words`], [`from_words`]): the entry point alone, for timing.
+    /// Every buffer must hold at least the bytes the layout needs at
+    /// `batch` (inputs and outputs in model order; the workspace
+    /// `workspace.bytes(batch)`), else an error.
+    pub fn run_words(
+        &self,
+        inputs: &[&[u64]],
+        outputs: &mut [&mut [u64]],
+        workspace: &mut [u64],
+        batch: usize,
+    ) -> Result<(), JitError> {
+        let l = &self.compiled.lowered;
+        let ws_bytes = l
+            .workspace
+            .bytes(batch)
+            .filter(|_| batch as u64 <= l.workspace.max_batch)
+            .ok_or(JitError::BatchTooLarge {
+                batch,
+                max: l.workspace.max_batch,
+            })?;
+        let short = |what: String, have: usize, need: u64| JitError::BufferTooSmall {
+            what,
+            have: have as u64 * 8,
+            need,
+        };
+        if inputs.len() != l.inputs.len() || outputs.len() != l.outputs.len() {
+            return Err(JitError::BufferCount {
+                inputs: inputs.len(),
+                outputs: outputs.len(),
+                want_inputs: l.inputs.len(),
+                want_outputs: l.outputs.len(),
+            });
+        }
+        for (b, d) in inputs.iter().zip(&l.inputs) {
+            if (b.len() as u64) * 8 < d.bytes(batch) {
+                return Err(short(
+                    format!("input `{}`", d.name),
+                    b.len(),
+                    d.bytes(batch),
+                ));
+            }
+        }
+        for (b, d) in outputs.iter().zip(&l.outputs) {
+            if (b.len() as u64) * 8 < d.bytes(batch) {
+                return Err(short(
+                    format!("output `{}`", d.name),
+                    b.len(),
+                    d.bytes(batch),
+                ));
+            }
+        }
+        if (workspace.len() as u64) * 8 < ws_bytes {
+            return Err(short("workspace".into(), workspace.len(), ws_bytes));
+        }
+        let in_ptrs: Vec<*const u8> = inputs.iter().map(|b| b.as_ptr() as *const u8).collect();
+        let out_ptrs: Vec<*mut u8> = outputs
             .iter_mut()
             .map(|b| b.as_mut_ptr() as *mut u8)
             .collect();
-        // SAFETY: every buffer has the size the lowering's layout requires for
-        // `batch` samples, and the code writes only outputs and the workspace.
+        // The code reads no null pointer: an empty workspace slice still has
+        // a dangling, non-null pointer, and is only passed when no bytes are
+        // needed.
+        // SAFETY: every buffer has at least the size the lowering's layout
+        // requires for `batch` samples (checked above), and the code writes
+        // only outputs and the workspace.
         let code = unsafe {
             (self.run_v)(
                 in_ptrs.as_ptr(),
                 out_ptrs.as_ptr(),
-                ws.as_mut_ptr() as *mut u8,
+                workspace.as_mut_ptr() as *mut u8,
                 batch as u64,
             )
         };
         if code != status::OK {
             return Err(JitError::Status(code));
         }
-        Ok(out_bufs
-            .iter()
-            .zip(&l.outputs)
-            .map(|(b, d)| from_words(b, d, batch))
-            .collect())
+        Ok(())
     }
 }
 

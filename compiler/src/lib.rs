@@ -11,6 +11,7 @@
 //! - [`summary`]: the per-output summary `bnnc run` prints;
 //! - [`cli`]: the command line itself (clap) and its typed error.
 
+pub mod build;
 pub mod cli;
 pub mod compile;
 pub mod header;

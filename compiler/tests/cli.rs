@@ -361,7 +361,9 @@ fn no_command_panics_on_a_missing_file() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let top = ok(&bnnc(&["--help"]));
-    for cmd in ["check", "print", "run", "graph", "init", "compile", "bench"] {
+    for cmd in [
+        "check", "print", "run", "graph", "init", "compile", "bench", "opt",
+    ] {
         assert!(top.contains(cmd), "{top}");
         let help = ok(&bnnc(&[cmd, "--help"]));
         assert!(help.contains(&format!("bnnc {cmd} ")), "{cmd}: {help}");
@@ -447,6 +449,43 @@ fn run_with_the_jit_equals_the_interpreter() {
         outs.push(std::fs::read(&y).unwrap());
     }
     assert_eq!(outs[0], outs[1]);
+}
+
+#[test]
+fn opt_prints_a_valid_model_and_o0_turns_it_off() {
+    let text = ok(&bnnc(&["opt", "examples/mnist_mlp.ir", "--explain"]));
+    assert!(text.contains("bn_to_threshold"), "{text}");
+    assert!(text.contains("threshold(h1"), "{text}");
+    assert!(!text.contains("batchnorm(h1"), "{text}");
+    let dir = scratch("opt");
+    let out = dir.join("mlp_opt.ir");
+    ok(&bnnc(&[
+        "opt",
+        "examples/mnist_mlp.ir",
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    let check = ok(&bnnc(&["check", out.to_str().unwrap()]));
+    assert!(check.starts_with("mnist_mlp:"), "{check}");
+    for level in ["-O0", "-O1"] {
+        let kir_dir = dir.join(level);
+        ok(&bnnc(&[
+            "compile",
+            "examples/mnist_mlp.ir",
+            level,
+            "--emit",
+            "kir",
+            "-o",
+            kir_dir.to_str().unwrap(),
+        ]));
+        let kir = std::fs::read_to_string(kir_dir.join("mnist_mlp.kir")).unwrap();
+        // Two batch-norms fold into thresholds; the last (float logits) stays.
+        let kernels = kir
+            .lines()
+            .filter(|l| l.starts_with("fn ") && l.contains("_batchnorm("))
+            .count();
+        assert_eq!(kernels, if level == "-O0" { 3 } else { 1 }, "{level}");
+    }
 }
 
 #[test]

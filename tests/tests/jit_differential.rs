@@ -99,6 +99,52 @@ fn examples_match_the_interpreter() {
     }
 }
 
+/// `check_model`, but the JIT compiles the optimized model while the
+/// interpreter runs the original.
+fn check_optimized(model: &Model, batches: &[usize], seed: u64) -> Result<(), String> {
+    let opt = bnnc::opt::optimize(model).map_err(|e| format!("optimize: {e}"))?;
+    let jit = JitModel::compile(&opt.model).map_err(|e| format!("compile: {e}"))?;
+    let mut rng = Rng::new(seed);
+    for &batch in batches {
+        let x = inputs(model, batch, &mut rng);
+        let want = bnnc_runtime::run(model, &x).map_err(|e| format!("interpreter: {e}"))?;
+        let got = jit.run(&x).map_err(|e| format!("jit: {e}"))?;
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            same(g, w).map_err(|e| format!("batch {batch}, output {k}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The optimized model, JIT-compiled, computes what the interpreter computes
+/// on the original: examples and corpus, shipped weights and random batch-norm
+/// statistics (negative and zero gammas).
+#[test]
+fn optimized_models_match_the_interpreter_on_the_original() {
+    for p in models_in("../examples")
+        .into_iter()
+        .chain(models_in("corpus"))
+    {
+        let m = Model::load(&p).unwrap();
+        check_optimized(&m, &[1, 7], 5).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let checked = bnnc::load::load_graph(&p).unwrap();
+        for seed in [1, 2] {
+            let w = bnnc::init::init_weights(
+                &checked.graph,
+                &checked.types,
+                bnnc::init::InitOptions {
+                    seed,
+                    random_stats: true,
+                },
+            )
+            .unwrap();
+            let m = Model::from_graph(checked.graph.clone(), Some(&w), &p).unwrap();
+            check_optimized(&m, &[3], seed)
+                .unwrap_or_else(|e| panic!("{} (stats seed {seed}): {e}", p.display()));
+        }
+    }
+}
+
 #[test]
 fn corpus_matches_the_interpreter() {
     let models = models_in("corpus");

@@ -59,6 +59,21 @@ fn target_error(target: &Target, reason: impl Into<String>) -> Error {
 
 /// Builds the Cranelift ISA for `target`.
 pub(crate) fn build_isa(target: &Target, purpose: Purpose) -> Result<OwnedTargetIsa, Error> {
+    if target.arch == Arch::Riscv64 {
+        return Err(target_error(
+            target,
+            "the Cranelift backend generates x86_64 and aarch64 code only; use the LLVM backend (--backend llvm) for riscv64",
+        ));
+    }
+    if let Some(cpu) = &target.cpu {
+        return Err(target_error(
+            target,
+            format!(
+                "the Cranelift backend takes no CPU model (`{cpu}`): name features instead \
+                 (e.g. x86_64+popcnt+avx2, see --target help), or use the LLVM backend (--backend llvm)"
+            ),
+        ));
+    }
     let mut shared = settings::builder();
     let mut set = |name: &str, value: &str| {
         shared
@@ -163,5 +178,19 @@ mod tests {
         let isa = build_isa(&Target::parse("aarch64+lse").unwrap(), Purpose::Object).unwrap();
         assert_eq!(get(&isa, "has_lse"), Some(true));
         assert_eq!(get(&isa, "has_dotprod"), Some(false));
+    }
+
+    #[test]
+    fn cpus_and_riscv64_are_refused() {
+        let e = build_isa(&Target::parse("x86_64:haswell").unwrap(), Purpose::Object)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("takes no CPU model (`haswell`)"), "{e}");
+        let e = build_isa(&Target::parse("riscv64").unwrap(), Purpose::Jit)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("use the LLVM backend"), "{e}");
     }
 }

@@ -743,9 +743,8 @@ impl Tx<'_, '_> {
                     CmpOp::FLe => (FloatCC::LessThanOrEqual, y),
                     CmpOp::FGt => (FloatCC::GreaterThan, y),
                     CmpOp::FGe => (FloatCC::GreaterThanOrEqual, y),
-                    // Unordered: is `a` NaN (the second operand is evaluated
-                    // and ignored).
-                    _ => (FloatCC::Unordered, x),
+                    // Unordered: is either operand NaN.
+                    _ => (FloatCC::Unordered, y),
                 };
                 self.b.ins().fcmp(cc, x, y)
             }

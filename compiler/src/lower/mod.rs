@@ -776,9 +776,8 @@ impl<'m> Cx<'m> {
 /// Packs ±1 values laid out as `rows x channels` into words (bit 1 = -1).
 pub fn pack_bits(values: &[i32], rows: usize, channels: usize) -> Vec<u64> {
     let wpr = Storage::words(channels);
-    let mut out = vec![0u64; values.len() / channels.max(1) * wpr];
-    let _ = rows;
-    for (i, &v) in values.iter().enumerate() {
+    let mut out = vec![0u64; rows * wpr];
+    for (i, &v) in values.iter().enumerate().take(rows * channels) {
         let (r, c) = (i / channels, i % channels);
         if v < 0 {
             out[r * wpr + c / 64] |= 1u64 << (c % 64);

@@ -27,6 +27,7 @@ pub fn jit_targets() -> Vec<Target> {
     let names: &[&str] = match host.arch {
         Arch::X86_64 => &["x86_64", "x86_64+popcnt", "x86_64+ssse3+sse41+sse42+popcnt"],
         Arch::Aarch64 => &["aarch64"],
+        Arch::Riscv64 => &[],
     };
     let mut out: Vec<Target> = names
         .iter()
