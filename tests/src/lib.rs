@@ -4,4 +4,5 @@
 //! choices, so property tests shrink a failing case to a small graph by shrinking
 //! the stream.
 
+pub mod diff;
 pub mod gen;

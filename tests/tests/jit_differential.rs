@@ -10,83 +10,24 @@ use std::path::Path;
 use bnnc::compile::CompileError;
 use bnnc::jit::JitModel;
 use bnnc::lower::LowerError;
-use bnnc_ir::{Model, Tensor, TensorData};
-use bnnc_tests::gen::{random_graph, random_tensor, GenOptions, Rng};
-
-/// Random inputs for a model at `batch`, with exact zeros and -0.0 mixed in.
-fn inputs(model: &Model, batch: usize, rng: &mut Rng) -> Vec<Tensor> {
-    model
-        .graph
-        .inputs()
-        .into_iter()
-        .map(|v| {
-            let ty = model.ty(v);
-            let dims = ty.dims(batch);
-            let mut t = random_tensor(rng, ty.elem, &dims);
-            if let TensorData::F32(x) = &mut t.data {
-                for (i, e) in x.iter_mut().enumerate() {
-                    match i % 13 {
-                        3 => *e = 0.0,
-                        7 => *e = -0.0,
-                        _ => *e *= 2.0,
-                    }
-                }
-            }
-            t
-        })
-        .collect()
-}
-
-fn same(a: &Tensor, b: &Tensor) -> Result<(), String> {
-    if a.elem != b.elem || a.dims != b.dims {
-        return Err(format!(
-            "type/shape: {:?}{:?} vs {:?}{:?}",
-            a.elem, a.dims, b.elem, b.dims
-        ));
-    }
-    match (&a.data, &b.data) {
-        (TensorData::F32(x), TensorData::F32(y)) => {
-            for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                if p.to_bits() != q.to_bits() && !(p.is_nan() && q.is_nan()) {
-                    return Err(format!("element {i}: jit {p:?} vs interpreter {q:?}"));
-                }
-            }
-        }
-        (TensorData::Int(x), TensorData::Int(y)) => {
-            if let Some(i) = (0..x.len()).find(|&i| x[i] != y[i]) {
-                return Err(format!("element {i}: jit {} vs interpreter {}", x[i], y[i]));
-            }
-        }
-        _ => return Err("storage differs".into()),
-    }
-    Ok(())
-}
+use bnnc_ir::Model;
+use bnnc_tests::diff::{inputs, models_in, same_bits};
+use bnnc_tests::gen::{random_graph, GenOptions, Rng};
 
 fn check_model(model: &Model, batches: &[usize], seed: u64) -> Result<(), String> {
     let jit = JitModel::compile(model).map_err(|e| format!("compile: {e}"))?;
     let mut rng = Rng::new(seed);
     for &batch in batches {
-        let x = inputs(model, batch, &mut rng);
+        let x = inputs(model, batch, &mut rng, false);
         let want = bnnc_runtime::run(model, &x).map_err(|e| format!("interpreter: {e}"))?;
         let got = jit.run(&x).map_err(|e| format!("jit: {e}"))?;
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
             let name = &model.graph.node(model.graph.outputs[k]).name;
-            same(g, w).map_err(|e| format!("batch {batch}, output `{name}`: {e}"))?;
+            same_bits(g, w, "jit", "interpreter")
+                .map_err(|e| format!("batch {batch}, output `{name}`: {e}"))?;
         }
     }
     Ok(())
-}
-
-/// Every `.ir` file of a folder, sorted.
-fn models_in(dir: &str) -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ir"))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -106,11 +47,12 @@ fn check_optimized(model: &Model, batches: &[usize], seed: u64) -> Result<(), St
     let jit = JitModel::compile(&opt.model).map_err(|e| format!("compile: {e}"))?;
     let mut rng = Rng::new(seed);
     for &batch in batches {
-        let x = inputs(model, batch, &mut rng);
+        let x = inputs(model, batch, &mut rng, false);
         let want = bnnc_runtime::run(model, &x).map_err(|e| format!("interpreter: {e}"))?;
         let got = jit.run(&x).map_err(|e| format!("jit: {e}"))?;
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-            same(g, w).map_err(|e| format!("batch {batch}, output {k}: {e}"))?;
+            same_bits(g, w, "jit", "interpreter")
+                .map_err(|e| format!("batch {batch}, output {k}: {e}"))?;
         }
     }
     Ok(())

@@ -17,8 +17,9 @@ use bnnc::compile::{Backend, CompileError};
 use bnnc::jit::JitModel;
 use bnnc::lower::LowerError;
 use bnnc_ir::target::Target;
-use bnnc_ir::{Model, Tensor, TensorData};
-use bnnc_tests::gen::{random_graph, random_tensor, GenOptions, Rng};
+use bnnc_ir::Model;
+use bnnc_tests::diff::{inputs, models_in, same_bits};
+use bnnc_tests::gen::{random_graph, GenOptions, Rng};
 
 fn llvm(test: &str) -> bool {
     if Backend::Llvm.available() {
@@ -30,55 +31,6 @@ fn llvm(test: &str) -> bool {
     }
     eprintln!("skipping {test}: {why}");
     false
-}
-
-/// Random inputs for a model at `batch`, with exact zeros and -0.0 mixed in.
-fn inputs(model: &Model, batch: usize, rng: &mut Rng) -> Vec<Tensor> {
-    model
-        .graph
-        .inputs()
-        .into_iter()
-        .map(|v| {
-            let ty = model.ty(v);
-            let dims = ty.dims(batch);
-            let mut t = random_tensor(rng, ty.elem, &dims);
-            if let TensorData::F32(x) = &mut t.data {
-                for (i, e) in x.iter_mut().enumerate() {
-                    match i % 13 {
-                        3 => *e = 0.0,
-                        7 => *e = -0.0,
-                        _ => *e *= 2.0,
-                    }
-                }
-            }
-            t
-        })
-        .collect()
-}
-
-fn same(a: &Tensor, b: &Tensor, what: &str) -> Result<(), String> {
-    if a.elem != b.elem || a.dims != b.dims {
-        return Err(format!(
-            "type/shape: {:?}{:?} vs {what} {:?}{:?}",
-            a.elem, a.dims, b.elem, b.dims
-        ));
-    }
-    match (&a.data, &b.data) {
-        (TensorData::F32(x), TensorData::F32(y)) => {
-            for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                if p.to_bits() != q.to_bits() && !(p.is_nan() && q.is_nan()) {
-                    return Err(format!("element {i}: llvm {p:?} vs {what} {q:?}"));
-                }
-            }
-        }
-        (TensorData::Int(x), TensorData::Int(y)) => {
-            if let Some(i) = (0..x.len()).find(|&i| x[i] != y[i]) {
-                return Err(format!("element {i}: llvm {} vs {what} {}", x[i], y[i]));
-            }
-        }
-        _ => return Err("storage differs".into()),
-    }
-    Ok(())
 }
 
 /// The LLVM JIT for each target against the interpreter and the Cranelift
@@ -99,7 +51,7 @@ fn check_model(
         .collect::<Result<Vec<_>, _>>()?;
     let mut rng = Rng::new(seed);
     for &batch in batches {
-        let x = inputs(model, batch, &mut rng);
+        let x = inputs(model, batch, &mut rng, false);
         let want = bnnc_runtime::run(model, &x).map_err(|e| format!("interpreter: {e}"))?;
         let cl = cranelift.run(&x).map_err(|e| format!("cranelift: {e}"))?;
         for (t, jit) in targets.iter().zip(&llvms) {
@@ -107,8 +59,8 @@ fn check_model(
             for (k, g) in got.iter().enumerate() {
                 let name = &model.graph.node(model.graph.outputs[k]).name;
                 let at = |e: String| format!("{t}, batch {batch}, output `{name}`: {e}");
-                same(g, &want[k], "interpreter").map_err(at)?;
-                same(g, &cl[k], "cranelift").map_err(at)?;
+                same_bits(g, &want[k], "llvm", "interpreter").map_err(at)?;
+                same_bits(g, &cl[k], "llvm", "cranelift").map_err(at)?;
             }
         }
     }
@@ -119,17 +71,6 @@ fn check_model(
 fn targets() -> Vec<Target> {
     let host = Target::host().unwrap();
     vec![Target::native_cpu().unwrap(), Target::new(host.arch)]
-}
-
-fn models_in(dir: &str) -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ir"))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

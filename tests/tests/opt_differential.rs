@@ -13,63 +13,9 @@ use std::path::Path;
 
 use bnnc::init::{init_weights, InitOptions};
 use bnnc::opt::optimize;
-use bnnc_ir::{Model, Tensor, TensorData};
-use bnnc_tests::gen::{random_graph, random_tensor, GenOptions, Rng};
-
-/// Random inputs at `batch`, with zeros, -0.0, NaN and infinities mixed in.
-fn inputs(model: &Model, batch: usize, rng: &mut Rng, specials: bool) -> Vec<Tensor> {
-    model
-        .graph
-        .inputs()
-        .into_iter()
-        .map(|v| {
-            let ty = model.ty(v);
-            let dims = ty.dims(batch);
-            let mut t = random_tensor(rng, ty.elem, &dims);
-            if let TensorData::F32(x) = &mut t.data {
-                for (i, e) in x.iter_mut().enumerate() {
-                    match i % 29 {
-                        3 => *e = 0.0,
-                        7 => *e = -0.0,
-                        11 if specials => *e = f32::NAN,
-                        13 if specials => *e = f32::INFINITY,
-                        17 if specials => *e = f32::NEG_INFINITY,
-                        _ => *e *= 4.0,
-                    }
-                }
-            }
-            t
-        })
-        .collect()
-}
-
-fn same(a: &Tensor, b: &Tensor) -> Result<(), String> {
-    if a.elem != b.elem || a.dims != b.dims {
-        return Err(format!(
-            "type/shape: {}{:?} vs {}{:?}",
-            a.elem, a.dims, b.elem, b.dims
-        ));
-    }
-    match (&a.data, &b.data) {
-        (TensorData::F32(x), TensorData::F32(y)) => {
-            for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                if p.to_bits() != q.to_bits() && !(p.is_nan() && q.is_nan()) {
-                    return Err(format!("element {i}: optimized {p:?} vs original {q:?}"));
-                }
-            }
-        }
-        (TensorData::Int(x), TensorData::Int(y)) => {
-            if let Some(i) = (0..x.len()).find(|&i| x[i] != y[i]) {
-                return Err(format!(
-                    "element {i}: optimized {} vs original {}",
-                    x[i], y[i]
-                ));
-            }
-        }
-        _ => return Err("storage differs".into()),
-    }
-    Ok(())
-}
+use bnnc_ir::Model;
+use bnnc_tests::diff::{inputs, models_in, same_bits};
+use bnnc_tests::gen::{random_graph, GenOptions, Rng};
 
 /// Optimizes `model` and compares both on random inputs at batch 3 (with and
 /// without special floats).
@@ -87,22 +33,11 @@ fn check(model: &Model, seed: u64) -> Result<bnnc::opt::Optimized, String> {
         let got = bnnc_runtime::run(&o.model, &x).map_err(|e| format!("optimized: {e}\n{text}"))?;
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
             let name = &model.graph.node(model.graph.outputs[k]).name;
-            same(g, w)
+            same_bits(g, w, "optimized", "original")
                 .map_err(|e| format!("output `{name}` (specials {specials}): {e}\n{text}"))?;
         }
     }
     Ok(o)
-}
-
-fn models_in(dir: &str) -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ir"))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Every model of `dir` with its shipped weights and with random statistics.
