@@ -15,6 +15,7 @@
 //! [`RunError::Internal`] naming the node.
 
 pub mod ops;
+pub mod train;
 
 use bnnc_ir::{Dim, ElemType, Model, Op, Tensor, TensorData, TensorType, ValueId};
 
