@@ -2,8 +2,19 @@
 //! builds is trained here, so a trained model means exactly what its compiled
 //! code computes.
 //!
+//! - [`autodiff`]: the model as a differentiable program (forward in train or
+//!   eval mode, backward into every parameter);
 //! - [`kernels`]: float conv/dense forward and backward (fast paths + oracles);
-//! - [`estimators`]: the gradient estimators of `sign` (STE, ApproxSign, ...).
+//! - [`estimators`]: the gradient estimators of `sign` (STE, ApproxSign, ...);
+//! - [`loss`]: losses and regularisers;
+//! - [`optim`]: optimisers and learning-rate schedules;
+//! - [`data`]: IDX datasets (MNIST, Fashion-MNIST);
+//! - [`trainer`]: the epoch loop that ties them together.
 
+pub mod autodiff;
+pub mod data;
 pub mod estimators;
 pub mod kernels;
+pub mod loss;
+pub mod optim;
+pub mod trainer;

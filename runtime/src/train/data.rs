@@ -1,0 +1,1 @@
+//! Datasets in the IDX format (MNIST, Fashion-MNIST) (being written).
