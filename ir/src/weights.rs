@@ -1,8 +1,51 @@
 //! Weights I/O: safetensors files holding the tensors a model's `@key`s name.
 //!
-//! Storage dtypes per element type: `f32` as F32, `i32` as I32, `b1`, `ternary`
-//! and `iN` as I8 holding numeric values, `uN` as U8. A stored tensor is checked
-//! against the type its `weight` op declares when the model is loaded.
+//! # Storage
+//!
+//! Each element type is stored in one safetensors dtype ([`Storage`]):
+//!
+//! | element type | stored as |
+//! | --- | --- |
+//! | `f32` | F32 |
+//! | `i32` | I32 |
+//! | `b1` | **packed b1** (below); files written before packing, with I8 -1/+1, still load |
+//! | `ternary`, `iN` | I8 holding the numeric value |
+//! | `uN` | U8 holding the numeric value |
+//!
+//! A stored tensor is checked against the type its `weight` op declares when
+//! the model is loaded ([`Weights::get_as`]).
+//!
+//! # Packed b1
+//!
+//! A `b1` tensor of logical shape `[d0, .., dk-1, C]` is stored as a U8 tensor of
+//! shape `[d0, .., dk-1, ceil(C / 8)]`: every row of the last axis packed 8
+//! elements per byte, each row starting on a byte boundary. Element `c` of a row
+//! is bit `c % 8` (least significant bit first) of byte `c / 8`; bit 1 means -1,
+//! bit 0 means +1; the unused high bits of a row's last byte are 0. This is
+//! DESIGN.md's packing convention (channel `c` is bit `c % 64` of little-endian
+//! word `c / 64`) at byte granularity: eight bytes of a row read as a
+//! little-endian `u64` are one packed word, and numpy's
+//! `np.unpackbits(a, axis=-1, bitorder="little")[..., :C]` recovers the bits. A
+//! scalar (rank 0) `b1` is stored as shape `[1]`.
+//!
+//! Which U8 tensors are packed b1, and their logical shapes, is recorded in the
+//! file's `__metadata__` under the one key [`PACKED_B1_KEY`] (`bnnc.packed_b1`),
+//! whose value is a JSON object from tensor name to logical shape, names sorted:
+//!
+//! ```text
+//! "__metadata__": {"bnnc.packed_b1": "{\"fc1.weight\":[1024,784],\"fc2.weight\":[1024,1024]}"}
+//! ```
+//!
+//! (One key rather than one per tensor keeps the file's bytes deterministic:
+//! safetensors writes metadata in hash order.) Reading checks every entry: the
+//! named tensor exists, is U8, has exactly the stored shape its logical shape
+//! implies (so its byte count), and has zero tail bits; anything else is a
+//! [`FormatError`]. Other metadata keys are ignored. A packed tensor loads as a
+//! `b1` [`Tensor`] of its logical shape (values -1/+1), the same tensor an I8 file
+//! gives after [`Weights::get_as`] with a `b1` type.
+//!
+//! Writing packs every `b1` tensor ([`Weights::to_bytes`], [`Weights::save`]);
+//! [`Weights::to_bytes_with`] with [`B1Storage::I8`] writes the old one-byte form.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +54,9 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::tensor::{Tensor, TensorData};
 use crate::types::{ElemType, TensorType};
+
+/// The `__metadata__` key that lists packed b1 tensors and their logical shapes.
+pub const PACKED_B1_KEY: &str = "bnnc.packed_b1";
 
 /// A set of named tensors, as read from or written to a safetensors file.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -39,14 +85,380 @@ pub enum WeightMismatch {
     },
 }
 
-/// The safetensors dtype name used to store `elem`.
-pub fn storage_dtype(elem: ElemType) -> &'static str {
-    match elem {
-        ElemType::F32 => "F32",
-        ElemType::I32 => "I32",
-        ElemType::B1 | ElemType::Ternary | ElemType::SInt(_) => "I8",
-        ElemType::UInt(_) => "U8",
+/// Why bytes are not a weights file bnnc reads, or a [`Weights`] cannot be written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// The bytes are not a safetensors file.
+    #[error("not a safetensors file: {0}")]
+    NotSafetensors(String),
+    /// A tensor in a dtype bnnc does not read.
+    #[error("tensor `{name}` has dtype {dtype}; bnnc reads F32, I32, I8 and U8")]
+    UnsupportedDtype { name: String, dtype: String },
+    /// The `bnnc.packed_b1` metadata is not a JSON object of name -> shape.
+    #[error("metadata `{PACKED_B1_KEY}` is malformed at byte {at}: {message}")]
+    PackedMetadata { at: usize, message: String },
+    /// The metadata names a packed tensor the file does not hold.
+    #[error("metadata `{PACKED_B1_KEY}` lists `{name}`, but the file has no tensor `{name}`")]
+    PackedMissing { name: String },
+    /// A packed b1 tensor not stored as U8.
+    #[error("packed b1 tensor `{name}` has dtype {dtype}; packed b1 is stored as U8")]
+    PackedDtype { name: String, dtype: String },
+    /// A packed b1 tensor whose stored shape (and so byte count) does not fit
+    /// its logical shape.
+    #[error(
+        "packed b1 tensor `{name}` of logical shape {logical:?} must be stored with shape \
+         {expected:?} ({expected_bytes} bytes), but has shape {found:?} ({found_bytes} bytes)"
+    )]
+    PackedShape {
+        name: String,
+        logical: Vec<usize>,
+        expected: Vec<usize>,
+        expected_bytes: usize,
+        found: Vec<usize>,
+        found_bytes: usize,
+    },
+    /// A packed row with a 1 in the unused bits of its last byte.
+    #[error(
+        "packed b1 tensor `{name}`: row {row} has nonzero unused bits in its last byte \
+         (0x{byte:02x}; only the low {used} bits hold elements)"
+    )]
+    PackedTailBits {
+        name: String,
+        row: usize,
+        byte: u8,
+        used: u32,
+    },
+    /// A logical shape whose element count overflows.
+    #[error("tensor `{name}` has shape {shape:?}, too large")]
+    TooLarge { name: String, shape: Vec<usize> },
+    /// A tensor whose data does not fit its element type (writing).
+    #[error("tensor `{name}` cannot be stored as {elem}: {message}")]
+    Unstorable {
+        name: String,
+        elem: ElemType,
+        message: String,
+    },
+    /// The safetensors writer failed.
+    #[error("cannot serialise weights: {0}")]
+    Serialize(String),
+}
+
+/// The storage class of an element type in a weights file (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    F32,
+    I32,
+    /// One signed byte per element.
+    I8,
+    /// One unsigned byte per element.
+    U8,
+    /// `b1`, 8 elements per byte along the last axis, listed in the metadata.
+    PackedB1,
+}
+
+impl Storage {
+    /// How `elem` is written.
+    pub fn of(elem: ElemType) -> Storage {
+        match elem {
+            ElemType::F32 => Storage::F32,
+            ElemType::I32 => Storage::I32,
+            ElemType::B1 => Storage::PackedB1,
+            ElemType::Ternary | ElemType::SInt(_) => Storage::I8,
+            ElemType::UInt(_) => Storage::U8,
+        }
     }
+
+    /// The name used in messages: the safetensors dtype, or `packed b1`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Storage::F32 => "F32",
+            Storage::I32 => "I32",
+            Storage::I8 => "I8",
+            Storage::U8 => "U8",
+            Storage::PackedB1 => "packed b1",
+        }
+    }
+}
+
+/// How [`Weights::to_bytes_with`] writes `b1` tensors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum B1Storage {
+    /// 8 per byte along the last axis, listed in the metadata (the default).
+    #[default]
+    Packed,
+    /// One I8 per element holding -1 or +1 (the format before packing).
+    I8,
+}
+
+/// The name of the storage used for `elem` (`F32`, `I32`, `I8`, `U8` or
+/// `packed b1`), for messages.
+pub fn storage_dtype(elem: ElemType) -> &'static str {
+    Storage::of(elem).name()
+}
+
+/// Bytes one packed row of `c` elements takes.
+fn packed_row_bytes(c: usize) -> usize {
+    c.div_ceil(8)
+}
+
+/// The stored (U8) shape of a packed b1 tensor of logical shape `dims`.
+pub fn packed_b1_shape(dims: &[usize]) -> Vec<usize> {
+    match dims.split_last() {
+        None => vec![1],
+        Some((&c, rest)) => {
+            let mut s = rest.to_vec();
+            s.push(packed_row_bytes(c));
+            s
+        }
+    }
+}
+
+/// Packs ±1 values (row-major, logical shape `dims`) as described in the
+/// module doc. Values other than -1 and +1 are an error (naming the first).
+pub fn pack_b1(dims: &[usize], values: &[i32]) -> Result<Vec<u8>, (usize, i32)> {
+    let c = dims.last().copied().unwrap_or(1);
+    let row_bytes = packed_row_bytes(c);
+    let rows = if c == 0 { 0 } else { values.len().div_ceil(c) };
+    let mut out = vec![0u8; rows * row_bytes];
+    for (i, &v) in values.iter().enumerate() {
+        let (r, k) = (i / c, i % c);
+        match v {
+            1 => {}
+            -1 => out[r * row_bytes + k / 8] |= 1 << (k % 8),
+            other => return Err((i, other)),
+        }
+    }
+    Ok(out)
+}
+
+/// Unpacks a packed b1 tensor of logical shape `dims` to ±1 values. `bytes`
+/// must hold exactly the bytes of [`packed_b1_shape`]; nonzero tail bits are
+/// an error (the row and its last byte).
+fn unpack_b1(name: &str, dims: &[usize], bytes: &[u8]) -> Result<Vec<i32>, FormatError> {
+    let c = dims.last().copied().unwrap_or(1);
+    let row_bytes = packed_row_bytes(c);
+    let n: usize = dims.iter().product();
+    let mut out = Vec::with_capacity(n);
+    if row_bytes == 0 {
+        return Ok(out);
+    }
+    let used = (c % 8) as u32;
+    for (row, chunk) in bytes.chunks_exact(row_bytes).enumerate() {
+        let last = chunk[row_bytes - 1];
+        if used != 0 && last >> used != 0 {
+            return Err(FormatError::PackedTailBits {
+                name: name.to_string(),
+                row,
+                byte: last,
+                used,
+            });
+        }
+        out.extend((0..c).map(|k| {
+            if chunk[k / 8] >> (k % 8) & 1 == 1 {
+                -1
+            } else {
+                1
+            }
+        }));
+    }
+    Ok(out)
+}
+
+/// The metadata value listing packed tensors: a JSON object, names sorted.
+fn packed_b1_metadata(entries: &BTreeMap<String, Vec<usize>>) -> String {
+    let mut s = String::from("{");
+    for (i, (name, dims)) in entries.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('"');
+        for ch in name.chars() {
+            match ch {
+                '"' => s.push_str("\\\""),
+                '\\' => s.push_str("\\\\"),
+                c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
+                c => s.push(c),
+            }
+        }
+        s.push_str("\":[");
+        let dims: Vec<String> = dims.iter().map(usize::to_string).collect();
+        s.push_str(&dims.join(","));
+        s.push(']');
+    }
+    s.push('}');
+    s
+}
+
+/// Parses the value [`packed_b1_metadata`] writes: a JSON object from string to
+/// array of non-negative integers (any JSON whitespace and string escapes).
+fn parse_packed_b1_metadata(src: &str) -> Result<BTreeMap<String, Vec<usize>>, FormatError> {
+    struct P<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+    impl P<'_> {
+        fn err<T>(&self, message: impl Into<String>) -> Result<T, FormatError> {
+            Err(FormatError::PackedMetadata {
+                at: self.i,
+                message: message.into(),
+            })
+        }
+        fn ws(&mut self) {
+            while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+                self.i += 1;
+            }
+        }
+        fn eat(&mut self, c: u8) -> Result<(), FormatError> {
+            self.ws();
+            if self.b.get(self.i) == Some(&c) {
+                self.i += 1;
+                Ok(())
+            } else {
+                self.err(format!("expected `{}`", c as char))
+            }
+        }
+        fn peek(&mut self) -> Option<u8> {
+            self.ws();
+            self.b.get(self.i).copied()
+        }
+        fn hex4(&mut self) -> Result<u32, FormatError> {
+            let Some(h) = self.b.get(self.i..self.i + 4) else {
+                return self.err("expected 4 hex digits after \\u");
+            };
+            let Some(v) = std::str::from_utf8(h)
+                .ok()
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+            else {
+                return self.err("expected 4 hex digits after \\u");
+            };
+            self.i += 4;
+            Ok(v)
+        }
+        fn string(&mut self) -> Result<String, FormatError> {
+            self.eat(b'"')?;
+            let mut out = Vec::new();
+            loop {
+                let Some(&c) = self.b.get(self.i) else {
+                    return self.err("unterminated string");
+                };
+                self.i += 1;
+                match c {
+                    b'"' => break,
+                    b'\\' => {
+                        let Some(&e) = self.b.get(self.i) else {
+                            return self.err("unterminated string");
+                        };
+                        self.i += 1;
+                        let ch = match e {
+                            b'"' => '"',
+                            b'\\' => '\\',
+                            b'/' => '/',
+                            b'b' => '\u{8}',
+                            b'f' => '\u{c}',
+                            b'n' => '\n',
+                            b'r' => '\r',
+                            b't' => '\t',
+                            b'u' => {
+                                let hi = self.hex4()?;
+                                let code = if (0xD800..0xDC00).contains(&hi) {
+                                    if self.b.get(self.i..self.i + 2) != Some(b"\\u") {
+                                        return self.err("unpaired surrogate");
+                                    }
+                                    self.i += 2;
+                                    let lo = self.hex4()?;
+                                    if !(0xDC00..0xE000).contains(&lo) {
+                                        return self.err("unpaired surrogate");
+                                    }
+                                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                                } else {
+                                    hi
+                                };
+                                match char::from_u32(code) {
+                                    Some(ch) => ch,
+                                    None => return self.err("invalid \\u escape"),
+                                }
+                            }
+                            _ => return self.err("invalid escape"),
+                        };
+                        let mut buf = [0u8; 4];
+                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    }
+                    c if c < 0x20 => return self.err("control character in string"),
+                    c => out.push(c),
+                }
+            }
+            // The input is a &str and escapes add whole chars, so this holds.
+            String::from_utf8(out).or_else(|_| self.err("invalid UTF-8 in string"))
+        }
+        fn uint(&mut self) -> Result<usize, FormatError> {
+            self.ws();
+            let start = self.i;
+            while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+            let digits = std::str::from_utf8(&self.b[start..self.i]).unwrap_or("");
+            if digits.is_empty() {
+                self.i = start;
+                return self.err("expected a dimension (a non-negative integer)");
+            }
+            match digits.parse() {
+                Ok(v) => Ok(v),
+                Err(_) => {
+                    self.i = start;
+                    self.err(format!("dimension {digits} is too large"))
+                }
+            }
+        }
+    }
+    let mut p = P {
+        b: src.as_bytes(),
+        i: 0,
+    };
+    let mut out = BTreeMap::new();
+    p.eat(b'{')?;
+    if p.peek() == Some(b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            p.ws();
+            let at = p.i;
+            let name = p.string()?;
+            p.eat(b':')?;
+            p.eat(b'[')?;
+            let mut dims = Vec::new();
+            if p.peek() == Some(b']') {
+                p.i += 1;
+            } else {
+                loop {
+                    dims.push(p.uint()?);
+                    match p.peek() {
+                        Some(b',') => p.i += 1,
+                        Some(b']') => {
+                            p.i += 1;
+                            break;
+                        }
+                        _ => return p.err("expected `,` or `]`"),
+                    }
+                }
+            }
+            if out.insert(name.clone(), dims).is_some() {
+                p.i = at;
+                return p.err(format!("`{name}` is listed twice"));
+            }
+            match p.peek() {
+                Some(b',') => p.i += 1,
+                Some(b'}') => {
+                    p.i += 1;
+                    break;
+                }
+                _ => return p.err("expected `,` or `}`"),
+            }
+        }
+    }
+    if p.peek().is_some() {
+        return p.err("unexpected text after the object");
+    }
+    Ok(out)
 }
 
 impl Weights {
@@ -62,18 +474,22 @@ impl Weights {
         self.tensors.get(key)
     }
 
-    /// The tensor under `key`, checked against and retyped to `ty` (e.g. an I8
-    /// tensor declared `b1` must hold only -1 and +1). Weights have no batch
-    /// dimension, so `ty` must be fully fixed.
+    /// The tensor under `key`, checked against and retyped to `ty`. The stored
+    /// tensor's storage class ([`Storage`]) must be the one `ty.elem` is stored
+    /// in, except that a `b1` declaration also takes an I8 tensor (the format
+    /// before packing); its shape must be `ty`'s, and every value must be a
+    /// value of `ty.elem` (an I8 tensor declared `b1` holds only -1 and +1).
+    /// Weights have no batch dimension, so `ty` must be fully fixed.
     pub fn get_as(&self, key: &str, ty: &TensorType) -> Result<Tensor, WeightMismatch> {
         let t = self.tensors.get(key).ok_or(WeightMismatch::Missing)?;
-        let stored = storage_dtype(t.elem);
-        let want = storage_dtype(ty.elem);
-        if stored != want {
+        let stored = Storage::of(t.elem);
+        let want = Storage::of(ty.elem);
+        let legacy_b1 = ty.elem == ElemType::B1 && stored == Storage::I8;
+        if stored != want && !legacy_b1 {
             return Err(WeightMismatch::Dtype {
-                found: stored.to_string(),
+                found: stored.name().to_string(),
                 expected: ty.elem,
-                storage: want,
+                storage: want.name(),
             });
         }
         let dims: Option<Vec<usize>> = ty.shape.iter().map(|d| d.fixed()).collect();
@@ -95,14 +511,59 @@ impl Weights {
         Ok(out)
     }
 
-    /// Parses safetensors bytes. F32, I32, I8 and U8 tensors are accepted.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Weights, String> {
-        let st =
-            SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+    /// Parses safetensors bytes: F32, I32, I8 and U8 tensors, and U8 tensors
+    /// the metadata lists as packed b1 (loaded as `b1` tensors of their logical
+    /// shape). I8 tensors load as `i8`, U8 as `u8`; [`Weights::get_as`] retypes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Weights, FormatError> {
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| FormatError::NotSafetensors(e.to_string()))?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| FormatError::NotSafetensors(e.to_string()))?;
+        let mut packed = match meta.metadata().as_ref().and_then(|m| m.get(PACKED_B1_KEY)) {
+            Some(v) => parse_packed_b1_metadata(v)?,
+            None => BTreeMap::new(),
+        };
         let mut w = Weights::new();
         for (name, view) in st.tensors() {
             let dims = view.shape().to_vec();
             let data = view.data();
+            if let Some(logical) = packed.remove(&name) {
+                if view.dtype() != Dtype::U8 {
+                    return Err(FormatError::PackedDtype {
+                        name,
+                        dtype: format!("{:?}", view.dtype()),
+                    });
+                }
+                let numel = logical
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .ok_or_else(|| FormatError::TooLarge {
+                        name: name.clone(),
+                        shape: logical.clone(),
+                    })?;
+                let expected = packed_b1_shape(&logical);
+                let expected_bytes = expected
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .ok_or_else(|| FormatError::TooLarge {
+                        name: name.clone(),
+                        shape: logical.clone(),
+                    })?;
+                if dims != expected {
+                    return Err(FormatError::PackedShape {
+                        name,
+                        logical,
+                        expected,
+                        expected_bytes,
+                        found: dims,
+                        found_bytes: data.len(),
+                    });
+                }
+                let values = unpack_b1(&name, &logical, data)?;
+                debug_assert_eq!(values.len(), numel);
+                w.insert(name, Tensor::int(ElemType::B1, logical, values));
+                continue;
+            }
             let t = match view.dtype() {
                 Dtype::F32 => Tensor::f32(
                     dims,
@@ -128,18 +589,30 @@ impl Weights {
                     data.iter().map(|&b| b as i32).collect(),
                 ),
                 other => {
-                    return Err(format!(
-                        "tensor `{name}` has dtype {other:?}; bnnc reads F32, I32, I8 and U8"
-                    ))
+                    return Err(FormatError::UnsupportedDtype {
+                        name,
+                        dtype: format!("{other:?}"),
+                    })
                 }
             };
             w.insert(name, t);
         }
+        if let Some(name) = packed.into_keys().next() {
+            return Err(FormatError::PackedMissing { name });
+        }
         Ok(w)
     }
 
-    /// Serialises to safetensors bytes (each tensor in its storage dtype).
-    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+    /// Serialises to safetensors bytes, each tensor in its storage (`b1`
+    /// packed; see the module doc). The bytes depend only on the tensors.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
+        self.to_bytes_with(B1Storage::Packed)
+    }
+
+    /// Serialises to safetensors bytes, writing `b1` tensors as `b1` says.
+    /// A tensor whose data does not fit its element type (f32 data in an
+    /// integer type, a `b1` value other than ±1) is an error.
+    pub fn to_bytes_with(&self, b1: B1Storage) -> Result<Vec<u8>, FormatError> {
         struct Raw {
             dtype: Dtype,
             shape: Vec<usize>,
@@ -160,30 +633,78 @@ impl Weights {
             }
         }
         let mut raws = Vec::new();
+        let mut packed = BTreeMap::new();
         for (name, t) in &self.tensors {
-            let (dtype, bytes) = match (&t.data, storage_dtype(t.elem)) {
-                (TensorData::F32(v), _) => {
-                    (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
-                }
-                (TensorData::Int(v), "I32") => {
-                    (Dtype::I32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
-                }
-                (TensorData::Int(v), "I8") => {
-                    (Dtype::I8, v.iter().map(|&x| x as i8 as u8).collect())
-                }
-                (TensorData::Int(v), _) => (Dtype::U8, v.iter().map(|&x| x as u8).collect()),
+            let unstorable = |message: String| FormatError::Unstorable {
+                name: name.clone(),
+                elem: t.elem,
+                message,
             };
-            raws.push((
-                name.clone(),
-                Raw {
-                    dtype,
+            let mut storage = Storage::of(t.elem);
+            if storage == Storage::PackedB1 && b1 == B1Storage::I8 {
+                storage = Storage::I8;
+            }
+            let raw = match (&t.data, storage) {
+                (TensorData::F32(v), Storage::F32) => Raw {
+                    dtype: Dtype::F32,
                     shape: t.dims.clone(),
-                    bytes,
+                    bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
                 },
-            ));
+                (TensorData::Int(v), Storage::I32) => Raw {
+                    dtype: Dtype::I32,
+                    shape: t.dims.clone(),
+                    bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                },
+                (TensorData::Int(v), Storage::I8 | Storage::U8) => {
+                    let (lo, hi) = if storage == Storage::I8 {
+                        (-128, 127)
+                    } else {
+                        (0, 255)
+                    };
+                    if let Some((i, x)) = v.iter().enumerate().find(|(_, &x)| x < lo || x > hi) {
+                        return Err(unstorable(format!(
+                            "element {i} is {x}, outside {}",
+                            storage.name()
+                        )));
+                    }
+                    Raw {
+                        dtype: if storage == Storage::I8 {
+                            Dtype::I8
+                        } else {
+                            Dtype::U8
+                        },
+                        shape: t.dims.clone(),
+                        bytes: v.iter().map(|&x| x as u8).collect(),
+                    }
+                }
+                (TensorData::Int(v), Storage::PackedB1) => {
+                    let bytes = pack_b1(&t.dims, v).map_err(|(i, x)| {
+                        unstorable(format!("element {i} is {x}, not -1 or +1"))
+                    })?;
+                    packed.insert(name.clone(), t.dims.clone());
+                    Raw {
+                        dtype: Dtype::U8,
+                        shape: packed_b1_shape(&t.dims),
+                        bytes,
+                    }
+                }
+                (TensorData::F32(_), _) => {
+                    return Err(unstorable("it holds f32 data".to_string()));
+                }
+                (TensorData::Int(_), _) => {
+                    return Err(unstorable("it holds integer data".to_string()));
+                }
+            };
+            raws.push((name.clone(), raw));
         }
-        safetensors::serialize(raws.iter().map(|(n, r)| (n.clone(), r)), None)
-            .map_err(|e| format!("cannot serialise weights: {e}"))
+        let meta = (!packed.is_empty()).then(|| {
+            std::collections::HashMap::from([(
+                PACKED_B1_KEY.to_string(),
+                packed_b1_metadata(&packed),
+            )])
+        });
+        safetensors::serialize(raws.iter().map(|(n, r)| (n.clone(), r)), meta)
+            .map_err(|e| FormatError::Serialize(e.to_string()))
     }
 
     /// Reads a safetensors file.
@@ -192,17 +713,22 @@ impl Weights {
             path: path.to_path_buf(),
             source,
         })?;
-        Weights::from_bytes(&bytes).map_err(|message| crate::Error::Weights {
+        Weights::from_bytes(&bytes).map_err(|e| crate::Error::Weights {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })
     }
 
-    /// Writes a safetensors file.
+    /// Writes a safetensors file (`b1` packed).
     pub fn save(&self, path: &Path) -> Result<(), crate::Error> {
-        let bytes = self.to_bytes().map_err(|message| crate::Error::Weights {
+        self.save_with(path, B1Storage::Packed)
+    }
+
+    /// Writes a safetensors file with `b1` tensors stored as `b1` says.
+    pub fn save_with(&self, path: &Path, b1: B1Storage) -> Result<(), crate::Error> {
+        let bytes = self.to_bytes_with(b1).map_err(|e| crate::Error::Weights {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })?;
         std::fs::write(path, bytes).map_err(|source| crate::Error::Io {
             path: path.to_path_buf(),
@@ -225,6 +751,10 @@ mod tests {
             Tensor::int(ElemType::SInt(8), vec![3], vec![-1, 1, -1]),
         );
         w.insert("d", Tensor::int(ElemType::UInt(8), vec![2], vec![0, 255]));
+        w.insert(
+            "e",
+            Tensor::int(ElemType::B1, vec![2, 3], vec![-1, 1, 1, 1, -1, -1]),
+        );
         let back = Weights::from_bytes(&w.to_bytes().unwrap()).unwrap();
         assert_eq!(back, w);
     }
@@ -252,5 +782,240 @@ mod tests {
     fn garbage_is_an_error() {
         assert!(Weights::from_bytes(b"not safetensors").is_err());
         assert!(Weights::from_bytes(&[]).is_err());
+    }
+
+    /// A deterministic ±1 pattern that is neither periodic in 8 nor in 64.
+    fn pattern(n: usize, seed: u64) -> Vec<i32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                if s & 1 == 1 {
+                    -1
+                } else {
+                    1
+                }
+            })
+            .collect()
+    }
+
+    /// The stored dtype, shape and bytes of tensor `name` in a file.
+    fn stored(bytes: &[u8], name: &str) -> (Dtype, Vec<usize>, Vec<u8>) {
+        let st = SafeTensors::deserialize(bytes).unwrap();
+        let v = st.tensor(name).unwrap();
+        (v.dtype(), v.shape().to_vec(), v.data().to_vec())
+    }
+
+    #[test]
+    fn packed_b1_round_trips_at_every_tail_length() {
+        for c in [1usize, 7, 8, 9, 64, 65] {
+            let dims = vec![3, 2, c];
+            let t = Tensor::int(ElemType::B1, dims.clone(), pattern(6 * c, c as u64));
+            let mut w = Weights::new();
+            w.insert("w", t.clone());
+            let bytes = w.to_bytes().unwrap();
+            let (dtype, shape, data) = stored(&bytes, "w");
+            assert_eq!(dtype, Dtype::U8, "C = {c}");
+            assert_eq!(shape, vec![3, 2, c.div_ceil(8)], "C = {c}");
+            assert_eq!(data.len(), 6 * c.div_ceil(8), "C = {c}");
+            let back = Weights::from_bytes(&bytes).unwrap();
+            assert_eq!(back.get("w"), Some(&t), "C = {c}");
+            let ty = TensorType::fixed(ElemType::B1, &dims);
+            assert_eq!(back.get_as("w", &ty).unwrap(), t, "C = {c}");
+            // The same tensor through the one-byte form gives the same b1 tensor.
+            let old = Weights::from_bytes(&w.to_bytes_with(B1Storage::I8).unwrap()).unwrap();
+            assert_eq!(old.get("w").unwrap().elem, ElemType::SInt(8));
+            assert_eq!(old.get_as("w", &ty).unwrap(), t, "C = {c}");
+        }
+    }
+
+    #[test]
+    fn packed_b1_bit_order_is_lsb_first_bit_1_is_minus_1() {
+        // Row 0: -1 at 0, 3 and 9; row 1: -1 at 8 only. C = 10: 2 bytes per row.
+        let mut v = vec![1; 20];
+        for i in [0, 3, 9, 10 + 8] {
+            v[i] = -1;
+        }
+        let mut w = Weights::new();
+        w.insert("w", Tensor::int(ElemType::B1, vec![2, 10], v));
+        let bytes = w.to_bytes().unwrap();
+        assert_eq!(
+            stored(&bytes, "w").2,
+            vec![0b0000_1001, 0b0000_0010, 0, 0b0000_0001]
+        );
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = meta.metadata().clone().unwrap();
+        assert_eq!(meta[PACKED_B1_KEY], r#"{"w":[2,10]}"#);
+    }
+
+    #[test]
+    fn packed_b1_scalar_and_empty() {
+        let mut w = Weights::new();
+        w.insert("s", Tensor::int(ElemType::B1, vec![], vec![-1]));
+        w.insert("z", Tensor::int(ElemType::B1, vec![4, 0], vec![]));
+        w.insert("y", Tensor::int(ElemType::B1, vec![0, 5], vec![]));
+        let bytes = w.to_bytes().unwrap();
+        assert_eq!(stored(&bytes, "s"), (Dtype::U8, vec![1], vec![1]));
+        assert_eq!(Weights::from_bytes(&bytes).unwrap(), w);
+    }
+
+    #[test]
+    fn packed_file_is_deterministic_and_names_are_escaped() {
+        let mut w = Weights::new();
+        for (i, name) in ["a", "b.c/d", "quote\"back\\slash", "tab\tnl\n", "ünï"]
+            .into_iter()
+            .enumerate()
+        {
+            w.insert(
+                name,
+                Tensor::int(ElemType::B1, vec![1, 9], pattern(9, i as u64)),
+            );
+        }
+        let bytes = w.to_bytes().unwrap();
+        for _ in 0..4 {
+            assert_eq!(w.to_bytes().unwrap(), bytes);
+        }
+        assert_eq!(Weights::from_bytes(&bytes).unwrap(), w);
+    }
+
+    #[test]
+    fn packed_b1_is_only_b1() {
+        let mut w = Weights::new();
+        w.insert("w", Tensor::int(ElemType::B1, vec![4], vec![1, -1, 1, 1]));
+        let w = Weights::from_bytes(&w.to_bytes().unwrap()).unwrap();
+        let err = w
+            .get_as("w", &TensorType::fixed(ElemType::SInt(8), &[4]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "is stored as packed b1 but the model declares i8, stored as I8"
+        );
+        assert!(matches!(
+            w.get_as("w", &TensorType::fixed(ElemType::B1, &[2, 2])),
+            Err(WeightMismatch::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn unstorable_tensors_are_errors() {
+        let mut w = Weights::new();
+        w.insert("w", Tensor::int(ElemType::B1, vec![3], vec![1, 0, -1]));
+        assert_eq!(
+            w.to_bytes().unwrap_err().to_string(),
+            "tensor `w` cannot be stored as b1: element 1 is 0, not -1 or +1"
+        );
+        let mut w = Weights::new();
+        w.insert("u", Tensor::int(ElemType::UInt(8), vec![1], vec![256]));
+        assert!(matches!(w.to_bytes(), Err(FormatError::Unstorable { .. })));
+    }
+
+    /// A file with the given raw tensors and `bnnc.packed_b1` metadata.
+    fn raw_file(tensors: &[(&str, Dtype, &[usize], &[u8])], packed: Option<&str>) -> Vec<u8> {
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .map(|&(n, d, s, b)| {
+                (
+                    n.to_string(),
+                    safetensors::tensor::TensorView::new(d, s.to_vec(), b).unwrap(),
+                )
+            })
+            .collect();
+        let meta = packed
+            .map(|p| std::collections::HashMap::from([(PACKED_B1_KEY.to_string(), p.to_string())]));
+        safetensors::serialize(views, meta).unwrap()
+    }
+
+    fn load_err(bytes: &[u8]) -> String {
+        Weights::from_bytes(bytes).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_hand_written_packed_file_loads() {
+        let bytes = raw_file(
+            &[("w", Dtype::U8, &[2, 2], &[0xff, 0x01, 0x00, 0x00])],
+            Some(" { \"w\" : [ 2 , 9 ] } "),
+        );
+        let w = Weights::from_bytes(&bytes).unwrap();
+        let mut want = vec![-1; 9];
+        want.extend([1; 9]);
+        assert_eq!(
+            w.get("w"),
+            Some(&Tensor::int(ElemType::B1, vec![2, 9], want))
+        );
+    }
+
+    #[test]
+    fn wrong_byte_count_is_an_error() {
+        // [2, 9] needs 2 bytes per row; 1 byte per row is stored.
+        let bytes = raw_file(
+            &[("w", Dtype::U8, &[2, 1], &[0, 0])],
+            Some(r#"{"w":[2,9]}"#),
+        );
+        assert_eq!(
+            load_err(&bytes),
+            "packed b1 tensor `w` of logical shape [2, 9] must be stored with shape [2, 2] \
+             (4 bytes), but has shape [2, 1] (2 bytes)"
+        );
+        // Right byte count, wrong split into rows.
+        let bytes = raw_file(&[("w", Dtype::U8, &[4], &[0; 4])], Some(r#"{"w":[2,9]}"#));
+        assert!(matches!(
+            Weights::from_bytes(&bytes),
+            Err(FormatError::PackedShape { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_packed_metadata_is_an_error() {
+        let t: &[(&str, Dtype, &[usize], &[u8])] = &[("w", Dtype::U8, &[2, 2], &[0; 4])];
+        for (meta, want) in [
+            ("[2,9]", "metadata `bnnc.packed_b1` is malformed at byte 0: expected `{`"),
+            (r#"{"w":[2,-9]}"#, "metadata `bnnc.packed_b1` is malformed at byte 8: expected a dimension (a non-negative integer)"),
+            (r#"{"w":[2,9]"#, "metadata `bnnc.packed_b1` is malformed at byte 10: expected `,` or `}`"),
+            (r#"{"w":[2,9]} x"#, "metadata `bnnc.packed_b1` is malformed at byte 12: unexpected text after the object"),
+            (r#"{"w":[2,9],"w":[2,9]}"#, "metadata `bnnc.packed_b1` is malformed at byte 11: `w` is listed twice"),
+            (r#"{"w":[2,99999999999999999999999]}"#, "metadata `bnnc.packed_b1` is malformed at byte 8: dimension 99999999999999999999999 is too large"),
+            (r#"{"w":[2,9],"v":[1]}"#, "metadata `bnnc.packed_b1` lists `v`, but the file has no tensor `v`"),
+        ] {
+            assert_eq!(load_err(&raw_file(t, Some(meta))), want, "{meta}");
+        }
+        let bytes = raw_file(
+            &[("w", Dtype::I8, &[2, 2], &[0; 4])],
+            Some(r#"{"w":[2,9]}"#),
+        );
+        assert_eq!(
+            load_err(&bytes),
+            "packed b1 tensor `w` has dtype I8; packed b1 is stored as U8"
+        );
+    }
+
+    #[test]
+    fn nonzero_tail_bits_are_an_error() {
+        // C = 9: the second byte of each row uses bit 0 only; row 1 sets bit 1.
+        let bytes = raw_file(
+            &[("w", Dtype::U8, &[2, 2], &[0, 1, 0, 3])],
+            Some(r#"{"w":[2,9]}"#),
+        );
+        assert_eq!(
+            load_err(&bytes),
+            "packed b1 tensor `w`: row 1 has nonzero unused bits in its last byte (0x03; \
+             only the low 1 bits hold elements)"
+        );
+    }
+
+    #[test]
+    fn unlisted_u8_tensors_and_other_metadata_load_as_before() {
+        let views = vec![(
+            "u".to_string(),
+            safetensors::tensor::TensorView::new(Dtype::U8, vec![2], &[3u8, 4][..]).unwrap(),
+        )];
+        let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+        let bytes = safetensors::serialize(views, Some(meta)).unwrap();
+        let w = Weights::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            w.get("u"),
+            Some(&Tensor::int(ElemType::UInt(8), vec![2], vec![3, 4]))
+        );
     }
 }
