@@ -8,6 +8,22 @@
 //!
 //! Each kernel has a slow oracle here (`*_naive`), written as the op's formula, and
 //! the differential tests in this module compare the fast paths against it.
+//!
+//! Fast paths (same signatures without `_naive`): [`conv2d_forward`] and
+//! [`conv2d_backward`] (im2col + `sgemm`, direct kernels for depthwise, rayon over
+//! chunks of images), [`dense_forward`] and [`dense_backward`] (one `sgemm` each).
+//! They keep per-thread scratch buffers between calls. Measure them with
+//! `cargo run --release -p bnnc-runtime --example train_kernels_bench`.
+
+mod conv;
+mod dense;
+mod depthwise;
+mod gemm;
+#[cfg(test)]
+mod tests;
+
+pub use conv::{conv2d_backward, conv2d_forward};
+pub use dense::{dense_backward, dense_forward};
 
 use bnnc_ir::{Conv2dAttrs, PadValue};
 

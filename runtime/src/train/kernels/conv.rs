@@ -1,0 +1,358 @@
+//! Fast `conv2d` forward and backward: im2col + `sgemm`, rayon over chunks of
+//! images. Depthwise convolutions (one input channel per group) go to
+//! [`super::depthwise`], where a GEMM per channel would be all overhead.
+//!
+//! The im2col matrix of a block of images has one row per output position and
+//! the layout `[group][tap i, tap j][channel in group]` along a row, so group
+//! `grp`'s `rows x (kh*kw*cg)` matrix starts at column `grp*kg` with row stride
+//! `kfull = kh*kw*c`, and its columns are ordered as a weight row `w[o, i, j, c]`.
+//! Padded taps hold `g.pad`, which gives the forward pass its `pad * w` terms and
+//! the weight gradient its `pad * dy` terms with no special case.
+
+use rayon::prelude::*;
+
+use super::depthwise;
+use super::gemm::{gemm, with_scratch, Mat, Slot};
+use super::ConvGeom;
+
+/// At most this many chunks of images per call: enough to keep two cores busy
+/// with uneven chunks, few enough that the weight-gradient partial sums stay small.
+const MAX_CHUNKS: usize = 8;
+
+/// Floats of one im2col block (512 KiB, half of a Zen 4 L2): a chunk is cut into
+/// blocks of whole images no bigger than this, except that a block holds at
+/// least one image.
+const COL_BLOCK_FLOATS: usize = 128 * 1024;
+
+/// How a batch is cut: `chunk` images per rayon task and `block` images per
+/// im2col matrix inside a chunk (`1 <= block <= chunk`).
+///
+/// The chunks are the unit of the weight-gradient reduction (one partial sum per
+/// chunk, added in chunk order), so a plan depends on the geometry only, never
+/// on the number of threads: the same call gives the same bits on any machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Plan {
+    pub chunk: usize,
+    pub block: usize,
+}
+
+impl Plan {
+    /// The plan the public kernels use for `g`.
+    pub fn new(g: &ConvGeom) -> Plan {
+        let chunk = g.n.div_ceil(g.n.clamp(1, MAX_CHUNKS)).max(1);
+        let per_image = g.oh * g.ow * g.kh * g.kw * g.c;
+        let block = (COL_BLOCK_FLOATS / per_image.max(1)).clamp(1, chunk);
+        Plan { chunk, block }
+    }
+
+    /// Number of chunks for a batch of `n` images.
+    pub fn chunks(&self, n: usize) -> usize {
+        n.div_ceil(self.chunk)
+    }
+}
+
+/// Cuts `buf` (a batch of `n` images of `per_image` floats each) into the
+/// plan's chunks, in order; all slices are empty when `per_image == 0`.
+pub(super) fn split_chunks<'a>(
+    buf: &'a mut [f32],
+    per_image: usize,
+    plan: &Plan,
+    n: usize,
+) -> Vec<&'a mut [f32]> {
+    let mut rest = buf;
+    let mut out = Vec::with_capacity(plan.chunks(n));
+    for c in 0..plan.chunks(n) {
+        let imgs = plan.chunk.min(n - c * plan.chunk);
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(imgs * per_image);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+/// Panics unless `x` and `w` have the lengths `g` gives them.
+pub(super) fn check_x_w(g: &ConvGeom, x: &[f32], w: &[f32]) {
+    assert_eq!(x.len(), g.n * g.h * g.w * g.c, "conv2d: x length");
+    assert_eq!(w.len(), g.o * g.kh * g.kw * g.cg(), "conv2d: w length");
+}
+
+/// A 1x1 convolution with stride 1 and no padding: the im2col matrix of a group
+/// is the input itself (row stride `c`, starting at channel `grp*cg`).
+fn is_pointwise(g: &ConvGeom) -> bool {
+    g.kh == 1 && g.kw == 1 && g.stride == [1, 1] && g.padding == [0; 4]
+}
+
+/// One input channel per group and more than one group: the direct kernels.
+fn is_depthwise(g: &ConvGeom) -> bool {
+    g.cg() == 1 && g.groups > 1
+}
+
+/// Fast [`super::conv2d_forward_naive`]: same contract (overwrites `y`), equal up
+/// to f32 summation order, exactly equal when every partial sum is an integer
+/// below 2^24 (e.g. ±1 inputs and weights). Panics if a slice length does not
+/// match `g`.
+pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
+    conv2d_forward_planned(g, &Plan::new(g), x, w, y);
+}
+
+/// [`conv2d_forward`] with an explicit plan (tests use small ones to reach
+/// every chunk and block boundary).
+pub(super) fn conv2d_forward_planned(
+    g: &ConvGeom,
+    plan: &Plan,
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+) {
+    check_x_w(g, x, w);
+    let p = g.oh * g.ow;
+    assert_eq!(y.len(), g.n * p * g.o, "conv2d: y length");
+    if y.is_empty() {
+        return;
+    }
+    if g.kh * g.kw * g.cg() == 0 {
+        y.fill(0.0);
+        return;
+    }
+    if is_depthwise(g) {
+        return depthwise::forward(g, plan, x, w, y);
+    }
+    let hwc = g.h * g.w * g.c;
+    split_chunks(y, p * g.o, plan, g.n)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(ci, yc)| {
+            let img0 = ci * plan.chunk;
+            let nimg = yc.len() / (p * g.o);
+            forward_chunk(g, plan, &x[img0 * hwc..(img0 + nimg) * hwc], w, yc);
+        });
+}
+
+/// Forward pass of the images in `x` (a whole chunk) into `y`.
+fn forward_chunk(g: &ConvGeom, plan: &Plan, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let (p, o, c) = (g.oh * g.ow, g.o, g.c);
+    let (cg, og, kg) = (g.cg(), g.og(), g.kh * g.kw * g.cg());
+    let nimg = y.len() / (p * o);
+    if is_pointwise(g) {
+        for grp in 0..g.groups {
+            let a = Mat::rows(&x[grp * cg..], c);
+            let b = Mat::rows_t(&w[grp * og * kg..], kg);
+            gemm(nimg * p, kg, og, a, b, 0.0, &mut y[grp * og..], o);
+        }
+        return;
+    }
+    let (kfull, hwc) = (kg * g.groups, g.h * g.w * c);
+    with_scratch(Slot::Chunk, plan.block * p * kfull, |col| {
+        for b0 in (0..nimg).step_by(plan.block) {
+            let nb = plan.block.min(nimg - b0);
+            let col = &mut col[..nb * p * kfull];
+            im2col(g, &x[b0 * hwc..(b0 + nb) * hwc], col);
+            for grp in 0..g.groups {
+                let a = Mat::rows(&col[grp * kg..], kfull);
+                let b = Mat::rows_t(&w[grp * og * kg..], kg);
+                gemm(
+                    nb * p,
+                    kg,
+                    og,
+                    a,
+                    b,
+                    0.0,
+                    &mut y[b0 * p * o + grp * og..],
+                    o,
+                );
+            }
+        }
+    });
+}
+
+/// Fast [`super::conv2d_backward_naive`]: same contract (overwrites `dx` and `dw`
+/// when given; `dx` gets nothing from padded positions, `dw` gets `pad * dy`),
+/// equal up to f32 summation order, exactly equal when every partial sum is an
+/// integer below 2^24. `dw` is reduced over chunks of images in a fixed order,
+/// so repeated calls give identical bits. Panics if a slice length does not
+/// match `g`.
+pub fn conv2d_backward(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+) {
+    conv2d_backward_planned(g, &Plan::new(g), x, w, dy, dx, dw);
+}
+
+/// [`conv2d_backward`] with an explicit plan.
+pub(super) fn conv2d_backward_planned(
+    g: &ConvGeom,
+    plan: &Plan,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+) {
+    check_x_w(g, x, w);
+    let p = g.oh * g.ow;
+    assert_eq!(dy.len(), g.n * p * g.o, "conv2d: dy length");
+    if let Some(dx) = &dx {
+        assert_eq!(dx.len(), x.len(), "conv2d: dx length");
+    }
+    if let Some(dw) = &dw {
+        assert_eq!(dw.len(), w.len(), "conv2d: dw length");
+    }
+    let kg = g.kh * g.kw * g.cg();
+    if dy.is_empty() || kg == 0 {
+        // No output positions, output channels or weights: every sum is empty.
+        dx.into_iter().chain(dw).for_each(|s| s.fill(0.0));
+        return;
+    }
+    if is_depthwise(g) {
+        return depthwise::backward(g, plan, x, w, dy, dx, dw);
+    }
+    let nchunks = plan.chunks(g.n);
+    let (hwc, wlen) = (g.h * g.w * g.c, w.len());
+    let dxs: Vec<Option<&mut [f32]>> = match dx {
+        Some(dx) => split_chunks(dx, hwc, plan, g.n)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..nchunks).map(|_| None).collect(),
+    };
+    let parts_len = if dw.is_some() { nchunks * wlen } else { 0 };
+    with_scratch(Slot::Partials, parts_len, |parts| {
+        let dws: Vec<Option<&mut [f32]>> = if dw.is_some() {
+            parts.chunks_mut(wlen).map(Some).collect()
+        } else {
+            (0..nchunks).map(|_| None).collect()
+        };
+        dxs.into_par_iter()
+            .zip(dws)
+            .enumerate()
+            .for_each(|(ci, (dxc, dwc))| {
+                let img0 = ci * plan.chunk;
+                let nimg = plan.chunk.min(g.n - img0);
+                let xc = &x[img0 * hwc..(img0 + nimg) * hwc];
+                let dyc = &dy[img0 * p * g.o..(img0 + nimg) * p * g.o];
+                backward_chunk(g, plan, xc, w, dyc, dxc, dwc);
+            });
+        if let Some(dw) = dw {
+            dw.copy_from_slice(&parts[..wlen]);
+            for part in parts.chunks(wlen).skip(1) {
+                dw.iter_mut().zip(part).for_each(|(d, v)| *d += v);
+            }
+        }
+    });
+}
+
+/// Backward pass of one chunk: overwrites `dx` (this chunk's images) and `dw`
+/// (this chunk's partial weight gradient) when given.
+fn backward_chunk(
+    g: &ConvGeom,
+    plan: &Plan,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    mut dx: Option<&mut [f32]>,
+    mut dw: Option<&mut [f32]>,
+) {
+    let (p, o, c) = (g.oh * g.ow, g.o, g.c);
+    let (cg, og, kg) = (g.cg(), g.og(), g.kh * g.kw * g.cg());
+    let nimg = dy.len() / (p * o);
+    let rows = nimg * p;
+    if is_pointwise(g) {
+        for grp in 0..g.groups {
+            let dyg = &dy[grp * og..];
+            let wg = &w[grp * og * kg..];
+            if let Some(dw) = dw.as_deref_mut() {
+                let (a, b) = (Mat::rows_t(dyg, o), Mat::rows(&x[grp * cg..], c));
+                gemm(og, rows, kg, a, b, 0.0, &mut dw[grp * og * kg..], kg);
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                let (a, b) = (Mat::rows(dyg, o), Mat::rows(wg, kg));
+                gemm(rows, og, kg, a, b, 0.0, &mut dx[grp * cg..], c);
+            }
+        }
+        return;
+    }
+    let (kfull, hwc) = (kg * g.groups, g.h * g.w * c);
+    with_scratch(Slot::Chunk, plan.block * p * kfull, |col| {
+        for b0 in (0..nimg).step_by(plan.block) {
+            let nb = plan.block.min(nimg - b0);
+            let col = &mut col[..nb * p * kfull];
+            let dyb = &dy[b0 * p * o..(b0 + nb) * p * o];
+            if let Some(dw) = dw.as_deref_mut() {
+                im2col(g, &x[b0 * hwc..(b0 + nb) * hwc], col);
+                let beta = if b0 == 0 { 0.0 } else { 1.0 };
+                for grp in 0..g.groups {
+                    let a = Mat::rows_t(&dyb[grp * og..], o);
+                    let b = Mat::rows(&col[grp * kg..], kfull);
+                    gemm(og, nb * p, kg, a, b, beta, &mut dw[grp * og * kg..], kg);
+                }
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                for grp in 0..g.groups {
+                    let a = Mat::rows(&dyb[grp * og..], o);
+                    let b = Mat::rows(&w[grp * og * kg..], kg);
+                    gemm(nb * p, og, kg, a, b, 0.0, &mut col[grp * kg..], kfull);
+                }
+                col2im(g, col, &mut dx[b0 * hwc..(b0 + nb) * hwc]);
+            }
+        }
+    });
+}
+
+/// Fills `col` with the im2col matrix (layout in the module docs) of the images
+/// in `x`; `col.len()` must be `images * oh*ow * kh*kw*c`.
+fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+    let (c, cg, kfull) = (g.c, g.cg(), g.kh * g.kw * g.c);
+    let kg = kfull / g.groups;
+    let hwc = g.h * g.w * c;
+    for (r, row) in col.chunks_exact_mut(kfull).enumerate() {
+        let (img, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
+        let (oy, ox) = (pos / g.ow, pos % g.ow);
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let t = i * g.kw + j;
+                let src = g
+                    .tap(oy, ox, i, j)
+                    .map(|(iy, ix)| &x[img * hwc + (iy * g.w + ix) * c..][..c]);
+                for grp in 0..g.groups {
+                    let dst = &mut row[grp * kg + t * cg..][..cg];
+                    match src {
+                        Some(src) => dst.copy_from_slice(&src[grp * cg..][..cg]),
+                        None => dst.fill(g.pad),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Overwrites `dx` (the images of one block) with the sum, over the im2col
+/// matrix `col`, of each entry into the input position it was read from;
+/// entries of padded taps are dropped.
+fn col2im(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
+    dx.fill(0.0);
+    let (c, cg, kfull) = (g.c, g.cg(), g.kh * g.kw * g.c);
+    let kg = kfull / g.groups;
+    let hwc = g.h * g.w * c;
+    for (r, row) in col.chunks_exact(kfull).enumerate() {
+        let (img, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
+        let (oy, ox) = (pos / g.ow, pos % g.ow);
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let t = i * g.kw + j;
+                let Some((iy, ix)) = g.tap(oy, ox, i, j) else {
+                    continue;
+                };
+                let dst = &mut dx[img * hwc + (iy * g.w + ix) * c..][..c];
+                for grp in 0..g.groups {
+                    let src = &row[grp * kg + t * cg..][..cg];
+                    let d = &mut dst[grp * cg..][..cg];
+                    d.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                }
+            }
+        }
+    }
+}
