@@ -302,6 +302,34 @@ fn backward_chunk(
     });
 }
 
+/// Where tap row `i` of output `(oy, ox)` reads a run of `kw * c` consecutive
+/// floats of one image (offset in floats), when it does: one group, no
+/// horizontal dilation, and all `kw` taps inside the image. The run is then also
+/// consecutive in an im2col row, at `i * kw * c`.
+fn tap_run(g: &ConvGeom, oy: usize, ox: usize, i: usize) -> Option<usize> {
+    if g.groups != 1 || g.dilation[1] != 1 {
+        return None;
+    }
+    let (iy, ix) = g.tap(oy, ox, i, 0)?;
+    (ix + g.kw <= g.w).then_some((iy * g.w + ix) * g.c)
+}
+
+/// `dst = src`, without a `memcpy` call for the short runs of few channels.
+#[inline]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    if dst.len() < 16 {
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// `dst += src` elementwise.
+#[inline]
+fn add_run(dst: &mut [f32], src: &[f32]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+}
+
 /// Fills `col` with the im2col matrix (layout in the module docs) of the images
 /// in `x`; `col.len()` must be `images * oh*ow * kh*kw*c`.
 fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
@@ -311,16 +339,22 @@ fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
     for (r, row) in col.chunks_exact_mut(kfull).enumerate() {
         let (img, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
         let (oy, ox) = (pos / g.ow, pos % g.ow);
+        let xi = &x[img * hwc..(img + 1) * hwc];
         for i in 0..g.kh {
+            if let Some(at) = tap_run(g, oy, ox, i) {
+                let run = g.kw * c;
+                copy_run(&mut row[i * run..][..run], &xi[at..][..run]);
+                continue;
+            }
             for j in 0..g.kw {
                 let t = i * g.kw + j;
                 let src = g
                     .tap(oy, ox, i, j)
-                    .map(|(iy, ix)| &x[img * hwc + (iy * g.w + ix) * c..][..c]);
+                    .map(|(iy, ix)| &xi[(iy * g.w + ix) * c..][..c]);
                 for grp in 0..g.groups {
                     let dst = &mut row[grp * kg + t * cg..][..cg];
                     match src {
-                        Some(src) => dst.copy_from_slice(&src[grp * cg..][..cg]),
+                        Some(src) => copy_run(dst, &src[grp * cg..][..cg]),
                         None => dst.fill(g.pad),
                     }
                 }
@@ -340,17 +374,21 @@ fn col2im(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
     for (r, row) in col.chunks_exact(kfull).enumerate() {
         let (img, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
         let (oy, ox) = (pos / g.ow, pos % g.ow);
+        let dxi = &mut dx[img * hwc..(img + 1) * hwc];
         for i in 0..g.kh {
+            if let Some(at) = tap_run(g, oy, ox, i) {
+                let run = g.kw * c;
+                add_run(&mut dxi[at..][..run], &row[i * run..][..run]);
+                continue;
+            }
             for j in 0..g.kw {
                 let t = i * g.kw + j;
                 let Some((iy, ix)) = g.tap(oy, ox, i, j) else {
                     continue;
                 };
-                let dst = &mut dx[img * hwc + (iy * g.w + ix) * c..][..c];
+                let dst = &mut dxi[(iy * g.w + ix) * c..][..c];
                 for grp in 0..g.groups {
-                    let src = &row[grp * kg + t * cg..][..cg];
-                    let d = &mut dst[grp * cg..][..cg];
-                    d.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                    add_run(&mut dst[grp * cg..][..cg], &row[grp * kg + t * cg..][..cg]);
                 }
             }
         }
