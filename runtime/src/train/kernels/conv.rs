@@ -2,8 +2,8 @@
 //! images. Depthwise convolutions (one input channel per group) go to
 //! [`super::depthwise`], where a GEMM per channel would be all overhead.
 //!
-//! The im2col matrix of a block of images has one row per output position and
-//! the layout `[group][tap i, tap j][channel in group]` along a row, so group
+//! The im2col matrix of a block of output positions has one row per position
+//! and the layout `[group][tap i, tap j][channel in group]` along a row, so group
 //! `grp`'s `rows x (kh*kw*cg)` matrix starts at column `grp*kg` with row stride
 //! `kfull = kh*kw*c`, and its columns are ordered as a weight row `w[o, i, j, c]`.
 //! Padded taps hold `g.pad`, which gives the forward pass its `pad * w` terms and
@@ -19,30 +19,33 @@ use super::ConvGeom;
 /// with uneven chunks, few enough that the weight-gradient partial sums stay small.
 const MAX_CHUNKS: usize = 8;
 
-/// Floats of one im2col block (512 KiB, half of a Zen 4 L2): a chunk is cut into
-/// blocks of whole images no bigger than this, except that a block holds at
-/// least one image.
+/// Floats of one im2col block (512 KiB, half of a Zen 4 L2), unless that is
+/// fewer than [`MIN_BLOCK_ROWS`] rows.
 const COL_BLOCK_FLOATS: usize = 128 * 1024;
 
-/// How a batch is cut: `chunk` images per rayon task and `block` images per
-/// im2col matrix inside a chunk (`1 <= block <= chunk`).
+/// Rows of the smallest im2col block, so that each GEMM is worth its packing.
+const MIN_BLOCK_ROWS: usize = 128;
+
+/// How a batch is cut: `chunk` images per rayon task, and blocks of
+/// `block_rows` output positions (rows of the im2col matrix, possibly spanning
+/// images) inside a chunk.
 ///
 /// The chunks are the unit of the weight-gradient reduction (one partial sum per
 /// chunk, added in chunk order), so a plan depends on the geometry only, never
-/// on the number of threads: the same call gives the same bits on any machine.
+/// on the number of threads: a call gives the same bits with any thread count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Plan {
     pub chunk: usize,
-    pub block: usize,
+    pub block_rows: usize,
 }
 
 impl Plan {
     /// The plan the public kernels use for `g`.
     pub fn new(g: &ConvGeom) -> Plan {
         let chunk = g.n.div_ceil(g.n.clamp(1, MAX_CHUNKS)).max(1);
-        let per_image = g.oh * g.ow * g.kh * g.kw * g.c;
-        let block = (COL_BLOCK_FLOATS / per_image.max(1)).clamp(1, chunk);
-        Plan { chunk, block }
+        let kfull = g.kh * g.kw * g.c;
+        let block_rows = (COL_BLOCK_FLOATS / kfull.max(1)).max(MIN_BLOCK_ROWS);
+        Plan { chunk, block_rows }
     }
 
     /// Number of chunks for a batch of `n` images.
@@ -130,36 +133,29 @@ pub(super) fn conv2d_forward_planned(
 
 /// Forward pass of the images in `x` (a whole chunk) into `y`.
 fn forward_chunk(g: &ConvGeom, plan: &Plan, x: &[f32], w: &[f32], y: &mut [f32]) {
-    let (p, o, c) = (g.oh * g.ow, g.o, g.c);
+    let (o, c) = (g.o, g.c);
     let (cg, og, kg) = (g.cg(), g.og(), g.kh * g.kw * g.cg());
-    let nimg = y.len() / (p * o);
+    let rows = y.len() / o;
     if is_pointwise(g) {
         for grp in 0..g.groups {
             let a = Mat::rows(&x[grp * cg..], c);
             let b = Mat::rows_t(&w[grp * og * kg..], kg);
-            gemm(nimg * p, kg, og, a, b, 0.0, &mut y[grp * og..], o);
+            gemm(rows, kg, og, a, b, 0.0, &mut y[grp * og..], o);
         }
         return;
     }
-    let (kfull, hwc) = (kg * g.groups, g.h * g.w * c);
-    with_scratch(Slot::Chunk, plan.block * p * kfull, |col| {
-        for b0 in (0..nimg).step_by(plan.block) {
-            let nb = plan.block.min(nimg - b0);
-            let col = &mut col[..nb * p * kfull];
-            im2col(g, &x[b0 * hwc..(b0 + nb) * hwc], col);
+    let kfull = kg * g.groups;
+    let taps = TapTable::new(g);
+    let block_rows = plan.block_rows.min(rows);
+    with_scratch(Slot::Chunk, block_rows * kfull, |col| {
+        for r0 in (0..rows).step_by(block_rows) {
+            let nr = block_rows.min(rows - r0);
+            let col = &mut col[..nr * kfull];
+            im2col(g, &taps, x, r0, col);
             for grp in 0..g.groups {
                 let a = Mat::rows(&col[grp * kg..], kfull);
                 let b = Mat::rows_t(&w[grp * og * kg..], kg);
-                gemm(
-                    nb * p,
-                    kg,
-                    og,
-                    a,
-                    b,
-                    0.0,
-                    &mut y[b0 * p * o + grp * og..],
-                    o,
-                );
+                gemm(nr, kg, og, a, b, 0.0, &mut y[r0 * o + grp * og..], o);
             }
         }
     });
@@ -256,10 +252,9 @@ fn backward_chunk(
     mut dx: Option<&mut [f32]>,
     mut dw: Option<&mut [f32]>,
 ) {
-    let (p, o, c) = (g.oh * g.ow, g.o, g.c);
+    let (o, c) = (g.o, g.c);
     let (cg, og, kg) = (g.cg(), g.og(), g.kh * g.kw * g.cg());
-    let nimg = dy.len() / (p * o);
-    let rows = nimg * p;
+    let rows = dy.len() / o;
     if is_pointwise(g) {
         for grp in 0..g.groups {
             let dyg = &dy[grp * og..];
@@ -275,43 +270,79 @@ fn backward_chunk(
         }
         return;
     }
-    let (kfull, hwc) = (kg * g.groups, g.h * g.w * c);
-    with_scratch(Slot::Chunk, plan.block * p * kfull, |col| {
-        for b0 in (0..nimg).step_by(plan.block) {
-            let nb = plan.block.min(nimg - b0);
-            let col = &mut col[..nb * p * kfull];
-            let dyb = &dy[b0 * p * o..(b0 + nb) * p * o];
+    let kfull = kg * g.groups;
+    let taps = TapTable::new(g);
+    if let Some(dx) = dx.as_deref_mut() {
+        dx.fill(0.0);
+    }
+    let block_rows = plan.block_rows.min(rows);
+    with_scratch(Slot::Chunk, block_rows * kfull, |col| {
+        for r0 in (0..rows).step_by(block_rows) {
+            let nr = block_rows.min(rows - r0);
+            let col = &mut col[..nr * kfull];
+            let dyb = &dy[r0 * o..(r0 + nr) * o];
             if let Some(dw) = dw.as_deref_mut() {
-                im2col(g, &x[b0 * hwc..(b0 + nb) * hwc], col);
-                let beta = if b0 == 0 { 0.0 } else { 1.0 };
+                im2col(g, &taps, x, r0, col);
+                let beta = if r0 == 0 { 0.0 } else { 1.0 };
                 for grp in 0..g.groups {
                     let a = Mat::rows_t(&dyb[grp * og..], o);
                     let b = Mat::rows(&col[grp * kg..], kfull);
-                    gemm(og, nb * p, kg, a, b, beta, &mut dw[grp * og * kg..], kg);
+                    gemm(og, nr, kg, a, b, beta, &mut dw[grp * og * kg..], kg);
                 }
             }
             if let Some(dx) = dx.as_deref_mut() {
                 for grp in 0..g.groups {
                     let a = Mat::rows(&dyb[grp * og..], o);
                     let b = Mat::rows(&w[grp * og * kg..], kg);
-                    gemm(nb * p, og, kg, a, b, 0.0, &mut col[grp * kg..], kfull);
+                    gemm(nr, og, kg, a, b, 0.0, &mut col[grp * kg..], kfull);
                 }
-                col2im(g, col, &mut dx[b0 * hwc..(b0 + nb) * hwc]);
+                col2im(g, &taps, col, r0, dx);
             }
         }
     });
 }
 
-/// Where tap row `i` of output `(oy, ox)` reads a run of `kw * c` consecutive
-/// floats of one image (offset in floats), when it does: one group, no
-/// horizontal dilation, and all `kw` taps inside the image. The run is then also
-/// consecutive in an im2col row, at `i * kw * c`.
-fn tap_run(g: &ConvGeom, oy: usize, ox: usize, i: usize) -> Option<usize> {
-    if g.groups != 1 || g.dilation[1] != 1 {
-        return None;
+/// Marks a padded tap in a [`TapTable`].
+const PADDED: usize = usize::MAX;
+
+/// The input row and column each output row and column reads at each tap, or
+/// [`PADDED`]: `iy[oy*kh + i]`, `ix[ox*kw + j]` (as [`ConvGeom::tap`]).
+struct TapTable {
+    iy: Vec<usize>,
+    ix: Vec<usize>,
+    /// Whole tap rows may be copied as one run (one group, no horizontal
+    /// dilation, so taps `j = 0..kw` read consecutive positions).
+    runs: bool,
+}
+
+impl TapTable {
+    fn new(g: &ConvGeom) -> TapTable {
+        let at = |out: usize, tap: usize, s: usize, d: usize, pad: usize, len: usize| {
+            (out * s + tap * d)
+                .checked_sub(pad)
+                .filter(|&v| v < len)
+                .unwrap_or(PADDED)
+        };
+        let (s, d, pd) = (g.stride, g.dilation, g.padding);
+        let iy = (0..g.oh * g.kh)
+            .map(|k| at(k / g.kh, k % g.kh, s[0], d[0], pd[0], g.h))
+            .collect();
+        let ix = (0..g.ow * g.kw)
+            .map(|k| at(k / g.kw, k % g.kw, s[1], d[1], pd[1], g.w))
+            .collect();
+        TapTable {
+            iy,
+            ix,
+            runs: g.groups == 1 && g.dilation[1] == 1,
+        }
     }
-    let (iy, ix) = g.tap(oy, ox, i, 0)?;
-    (ix + g.kw <= g.w).then_some((iy * g.w + ix) * g.c)
+
+    /// Position (in floats, within one image) of the run of `kw * c` inputs that
+    /// tap row `iy` of output column `ox` reads, if it is one run.
+    fn run(&self, g: &ConvGeom, iy: usize, ox: usize) -> Option<usize> {
+        let xs = &self.ix[ox * g.kw..][..g.kw];
+        (self.runs && xs[0] != PADDED && xs[g.kw - 1] != PADDED).then(|| (iy * g.w + xs[0]) * g.c)
+    }
 }
 
 /// `dst = src`, without a `memcpy` call for the short runs of few channels.
@@ -330,32 +361,36 @@ fn add_run(dst: &mut [f32], src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
 }
 
-/// Fills `col` with the im2col matrix (layout in the module docs) of the images
-/// in `x`; `col.len()` must be `images * oh*ow * kh*kw*c`.
-fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
-    let (c, cg, kfull) = (g.c, g.cg(), g.kh * g.kw * g.c);
-    let kg = kfull / g.groups;
-    let hwc = g.h * g.w * c;
-    for (r, row) in col.chunks_exact_mut(kfull).enumerate() {
-        let (img, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
+/// Fills `col` with rows `r0..` (counted from the first image of `x`) of the
+/// im2col matrix (layout in the module docs); `col.len()` is a multiple of
+/// `kh*kw*c`.
+fn im2col(g: &ConvGeom, taps: &TapTable, x: &[f32], r0: usize, col: &mut [f32]) {
+    let (c, cg, kw, kfull) = (g.c, g.cg(), g.kw, g.kh * g.kw * g.c);
+    let (kg, hwc, p) = (kfull / g.groups, g.h * g.w * c, g.oh * g.ow);
+    for (k, row) in col.chunks_exact_mut(kfull).enumerate() {
+        let (img, pos) = ((r0 + k) / p, (r0 + k) % p);
         let (oy, ox) = (pos / g.ow, pos % g.ow);
-        let xi = &x[img * hwc..(img + 1) * hwc];
+        let xi = &x[img * hwc..][..hwc];
         for i in 0..g.kh {
-            if let Some(at) = tap_run(g, oy, ox, i) {
-                let run = g.kw * c;
-                copy_run(&mut row[i * run..][..run], &xi[at..][..run]);
+            let iy = taps.iy[oy * g.kh + i];
+            if iy == PADDED {
+                for grp in 0..g.groups {
+                    row[grp * kg + i * kw * cg..][..kw * cg].fill(g.pad);
+                }
                 continue;
             }
-            for j in 0..g.kw {
-                let t = i * g.kw + j;
-                let src = g
-                    .tap(oy, ox, i, j)
-                    .map(|(iy, ix)| &xi[(iy * g.w + ix) * c..][..c]);
+            if let Some(at) = taps.run(g, iy, ox) {
+                copy_run(&mut row[i * kw * c..][..kw * c], &xi[at..][..kw * c]);
+                continue;
+            }
+            for j in 0..kw {
+                let (t, ix) = (i * kw + j, taps.ix[ox * kw + j]);
                 for grp in 0..g.groups {
                     let dst = &mut row[grp * kg + t * cg..][..cg];
-                    match src {
-                        Some(src) => copy_run(dst, &src[grp * cg..][..cg]),
-                        None => dst.fill(g.pad),
+                    if ix == PADDED {
+                        dst.fill(g.pad);
+                    } else {
+                        copy_run(dst, &xi[(iy * g.w + ix) * c + grp * cg..][..cg]);
                     }
                 }
             }
@@ -363,29 +398,30 @@ fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
     }
 }
 
-/// Overwrites `dx` (the images of one block) with the sum, over the im2col
-/// matrix `col`, of each entry into the input position it was read from;
-/// entries of padded taps are dropped.
-fn col2im(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
-    dx.fill(0.0);
-    let (c, cg, kfull) = (g.c, g.cg(), g.kh * g.kw * g.c);
-    let kg = kfull / g.groups;
-    let hwc = g.h * g.w * c;
-    for (r, row) in col.chunks_exact(kfull).enumerate() {
-        let (img, pos) = (r / (g.oh * g.ow), r % (g.oh * g.ow));
+/// Adds each entry of `col` (rows `r0..` of the im2col matrix of the images of
+/// `dx`) into the input position it was read from; entries of padded taps are
+/// dropped.
+fn col2im(g: &ConvGeom, taps: &TapTable, col: &[f32], r0: usize, dx: &mut [f32]) {
+    let (c, cg, kw, kfull) = (g.c, g.cg(), g.kw, g.kh * g.kw * g.c);
+    let (kg, hwc, p) = (kfull / g.groups, g.h * g.w * c, g.oh * g.ow);
+    for (k, row) in col.chunks_exact(kfull).enumerate() {
+        let (img, pos) = ((r0 + k) / p, (r0 + k) % p);
         let (oy, ox) = (pos / g.ow, pos % g.ow);
-        let dxi = &mut dx[img * hwc..(img + 1) * hwc];
+        let dxi = &mut dx[img * hwc..][..hwc];
         for i in 0..g.kh {
-            if let Some(at) = tap_run(g, oy, ox, i) {
-                let run = g.kw * c;
-                add_run(&mut dxi[at..][..run], &row[i * run..][..run]);
+            let iy = taps.iy[oy * g.kh + i];
+            if iy == PADDED {
                 continue;
             }
-            for j in 0..g.kw {
-                let t = i * g.kw + j;
-                let Some((iy, ix)) = g.tap(oy, ox, i, j) else {
+            if let Some(at) = taps.run(g, iy, ox) {
+                add_run(&mut dxi[at..][..kw * c], &row[i * kw * c..][..kw * c]);
+                continue;
+            }
+            for j in 0..kw {
+                let (t, ix) = (i * kw + j, taps.ix[ox * kw + j]);
+                if ix == PADDED {
                     continue;
-                };
+                }
                 let dst = &mut dxi[(iy * g.w + ix) * c..][..c];
                 for grp in 0..g.groups {
                     add_run(&mut dst[grp * cg..][..cg], &row[grp * kg + t * cg..][..cg]);

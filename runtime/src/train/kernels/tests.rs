@@ -6,9 +6,9 @@
 //! - ±1 inputs and weights, integer `dy` in [-2, 2]: exactly equal, since every
 //!   partial sum is an integer below 2^24 and so exact in f32 in any order.
 //!
-//! Each conv case runs with the default plan and with one-image chunks and
-//! blocks, so chunk and block boundaries and the cross-chunk `dw` reduction are
-//! exercised on small batches too.
+//! Each conv case runs with the default plan and with small chunks and blocks
+//! (blocks that end inside an image), so chunk and block boundaries and the
+//! cross-chunk `dw` reduction are exercised on small batches too.
 
 use bnnc_ir::{Conv2dAttrs, PadValue};
 use proptest::prelude::*;
@@ -77,7 +77,7 @@ fn geom(
 }
 
 /// Runs forward and backward (dx and dw together, then each alone) of `g` under
-/// the default plan and a one-image plan, and compares with the oracles.
+/// the default plan and small plans, and compares with the oracles.
 fn check_conv(g: &ConvGeom, seed: u64, values: Values) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x = draw(&mut rng, g.n * g.h * g.w * g.c, values, false);
@@ -90,9 +90,8 @@ fn check_conv(g: &ConvGeom, seed: u64, values: Values) {
     let (mut dx_ref, mut dw_ref) = (vec![0.0; x.len()], vec![0.0; w.len()]);
     conv2d_backward_naive(g, &x, &w, &dy, Some(&mut dx_ref), Some(&mut dw_ref));
 
-    let one = Plan { chunk: 1, block: 1 };
-    let two = Plan { chunk: 2, block: 1 };
-    for plan in [Plan::new(g), one, two] {
+    let small = [(1, 1), (2, 5), (3, 7)].map(|(chunk, block_rows)| Plan { chunk, block_rows });
+    for plan in [Plan::new(g)].into_iter().chain(small) {
         let ctx = format!("{g:?} {plan:?}");
         let mut y = vec![f32::NAN; ylen];
         conv2d_forward_planned(g, &plan, &x, &w, &mut y);
@@ -240,12 +239,13 @@ fn conv_batch_1_and_first_layer_single_channel() {
 }
 
 /// More images than the default plan has chunks, so chunks hold several images
-/// and blocks.
+/// and, in the default plan, several blocks.
 #[test]
 fn conv_batch_larger_than_chunk_count() {
     let pad = Some(PadValue::MinusOne);
-    let g = geom(19, [6, 5, 4], 6, [3, 3], [1, 1], [1; 4], [1, 1], 1, pad).unwrap();
-    assert!(Plan::new(&g).chunk > 1);
+    let g = geom(19, [10, 10, 64], 4, [3, 3], [1, 1], [1; 4], [1, 1], 1, pad).unwrap();
+    let plan = Plan::new(&g);
+    assert!(plan.chunk > 1 && plan.chunk * g.oh * g.ow > plan.block_rows);
     check_conv_both(&g, 70);
     let g = geom(19, [6, 5, 6], 6, [3, 3], [1, 1], [1; 4], [1, 1], 6, pad).unwrap();
     check_conv_both(&g, 71);
