@@ -172,6 +172,43 @@ be identical across all configurations.",
     )]
     BenchKernels(BenchKernelsArgs),
 
+    /// Write an inference model: latent weights read through sign(...) stored as packed b1.
+    #[command(
+        long_about = "Write an inference copy of a trained model: every weight read only through \
+sign(...) (the latent float weights training updates) becomes a b1 weight holding its signs, \
+stored packed 8 per byte, and the sign ops that read it are dropped; everything else is kept as \
+it is (batch-norm running statistics, other weights, activation signs with their training \
+attributes, every name). The exported model computes bit for bit what the original computes, \
+and its weights file is about 32 times smaller for the binarized weights.
+
+Writes OUT.ir (canonical text) and OUT.safetensors beside it, which OUT.ir names. Tensors of \
+the original weights file that the graph does not read are not copied. The source model and \
+its weights file are never overwritten.",
+        after_help = "Example:\n  bnnc export examples/mnist_mlp.ir -o /tmp/mnist_mlp_inf.ir && bnnc check /tmp/mnist_mlp_inf.ir"
+    )]
+    Export(ExportArgs),
+
+    /// Measure a classifier's accuracy and speed on an IDX dataset such as MNIST.
+    #[command(
+        long_about = "Run a classifier over the images of an IDX dataset (MNIST, Fashion-MNIST: \
+the files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and \
+t10k-labels-idx1-ubyte in DIR, each optionally .gz) and print its accuracy and the images per \
+second of model run time (compilation, data conversion and argmax excluded).
+
+The model must have one f32 input whose non-batch dims hold one image (f32[N, 784], \
+f32[N, 28, 28, 1], ...); pixels are fed as p / 255. Its first output is logits [N, K] (the class \
+is the argmax along K, ties to the lower class, as the interpreter's argmax) or class indices \
+i32[N]. Images are taken in file order (--limit N: the first N) in batches of --batch.
+
+--engine interp (the default) runs the reference interpreter; --engine jit compiles the model \
+for this CPU first (with --backend, and -O0 to skip the optimizer).",
+        after_help = "Examples:
+  bnnc eval examples/mnist_mlp.ir --data data/mnist
+  bnnc eval examples/mnist_mlp.ir --data data/mnist --engine jit --batch 1000
+  bnnc eval examples/mnist_mlp.ir --data data/mnist --split train --limit 5000"
+    )]
+    Eval(EvalArgs),
+
     /// Optimize a model with the e-graph optimizer and print the result.
     #[command(
         long_about = "Rewrite a model by equality saturation (egg) and print the optimized graph \
@@ -189,6 +226,53 @@ size and the cost before and after.",
         after_help = "Examples:\n  bnnc opt examples/mnist_mlp.ir --explain\n  bnnc opt examples/mnist_mlp.ir -o /tmp/mnist_opt.ir && bnnc check /tmp/mnist_opt.ir"
     )]
     Opt(OptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The trained model (.ir); its weights file must exist.
+    pub file: PathBuf,
+    /// The inference model to write (.ir); its weights go to the same path
+    /// with the extension .safetensors.
+    #[arg(long, short = 'o', value_name = "OUT.ir")]
+    pub output: PathBuf,
+}
+
+/// Which half of an IDX dataset `bnnc eval` reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum SplitKind {
+    /// t10k-images / t10k-labels (10,000 MNIST images).
+    #[default]
+    Test,
+    /// train-images / train-labels (60,000 MNIST images).
+    Train,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The model file (.ir); its weights file must exist.
+    pub file: PathBuf,
+    /// The folder of the IDX files (the repository ships MNIST in data/mnist).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Which split to evaluate.
+    #[arg(long, value_enum, default_value_t = SplitKind::Test)]
+    pub split: SplitKind,
+    /// The engine that runs the model.
+    #[arg(long, value_enum, default_value_t = Engine::Interp)]
+    pub engine: Engine,
+    /// The backend of `--engine jit` [default: cranelift].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// With `--engine jit`: 1 optimizes the graph first (the default), 0 does not.
+    #[arg(short = 'O', value_name = "LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub opt_level: u8,
+    /// Images per model run.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 16))]
+    pub batch: u64,
+    /// Evaluate only the first N images of the split.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -441,6 +525,18 @@ pub enum CliError {
         #[source]
         source: crate::jit::JitError,
     },
+    #[error("{}: error: {source}", file.display())]
+    Export {
+        file: PathBuf,
+        #[source]
+        source: crate::export::ExportError,
+    },
+    #[error("{}: error: {source}", file.display())]
+    Eval {
+        file: PathBuf,
+        #[source]
+        source: crate::eval::EvalError,
+    },
     /// Writing to standard output failed (a closed pipe, a full disk).
     #[error("error: cannot write to standard output: {0}")]
     Stdout(#[source] io::Error),
@@ -456,6 +552,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Init(a) => init(a, out),
         Command::Compile(a) => compile(a, out),
         Command::Opt(a) => opt(a, out),
+        Command::Export(a) => export(a, out),
+        Command::Eval(a) => eval(a, out),
         Command::Bench(a) => bench(a, out),
         Command::BenchKernels(a) => bench_kernels::run(a, out),
     }
@@ -1135,4 +1233,102 @@ fn opt(a: &OptArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
         None => out.write_all(text.as_bytes()).map_err(CliError::Stdout),
     }
+}
+
+fn export(a: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use crate::export::ExportError;
+    let w = crate::export::export_to(&a.file, &a.output).map_err(|e| match e {
+        // Load and write errors already name their file.
+        ExportError::Model(e) => CliError::Model(e),
+        source => CliError::Export {
+            file: a.file.clone(),
+            source,
+        },
+    })?;
+    let e = &w.exported;
+    let mut say = |s: String| writeln!(out, "{s}").map_err(CliError::Stdout);
+    match &w.weights_path {
+        Some(wp) => say(format!(
+            "wrote {} and {}",
+            w.model_path.display(),
+            wp.display()
+        ))?,
+        None => say(format!("wrote {} (no weights)", w.model_path.display()))?,
+    }
+    let elements: usize = e.binarized.iter().map(|b| b.elements).sum();
+    say(format!(
+        "  {} stored as packed b1 ({}), {} removed, {} kept as they were",
+        plural(e.binarized.len(), "latent weight"),
+        plural(elements, "element"),
+        plural(e.signs_removed, "sign op"),
+        plural(e.kept.len(), "weight"),
+    ))?;
+    if let (Some(before), Some(after)) = (w.original_weights_bytes, w.weights_bytes) {
+        say(format!(
+            "  weights {} -> {} bytes ({:.1}x smaller)",
+            thousands(before),
+            thousands(after),
+            before as f64 / after.max(1) as f64
+        ))?;
+    }
+    Ok(())
+}
+
+fn eval(a: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use crate::eval::{EvalEngine, EvalOptions};
+    use bnnc_runtime::train::data::{load_idx_dir, Split};
+    let err = |source| CliError::Eval {
+        file: a.file.clone(),
+        source,
+    };
+    if a.backend.is_some() && a.engine != Engine::Jit {
+        return Err(CliError::Mismatch {
+            file: a.file.clone(),
+            message: "--backend chooses the code generator of --engine jit; add --engine jit"
+                .into(),
+        });
+    }
+    let model = Model::load(&a.file)?;
+    let split = match a.split {
+        SplitKind::Test => Split::Test,
+        SplitKind::Train => Split::Train,
+    };
+    let data = load_idx_dir(&a.data, split).map_err(|e| err(e.into()))?;
+    let engine = match a.engine {
+        Engine::Interp => EvalEngine::Interp,
+        Engine::Jit => EvalEngine::Jit {
+            backend: a.backend.unwrap_or_default().into(),
+            opt_level: a.opt_level,
+        },
+    };
+    let opts = EvalOptions {
+        engine,
+        batch: a.batch as usize,
+        limit: a.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+    };
+    let r = crate::eval::evaluate(&model, &data, &opts).map_err(err)?;
+    let mut say = |s: String| writeln!(out, "{s}").map_err(CliError::Stdout);
+    say(format!(
+        "{}: {} split of {}, {}, {engine}",
+        model.graph.name,
+        split,
+        a.data.display(),
+        plural(r.images, "image"),
+    ))?;
+    say(format!(
+        "accuracy {:.2}% ({} of {})",
+        100.0 * r.accuracy(),
+        thousands(r.correct as u64),
+        thousands(r.images as u64)
+    ))?;
+    let compile = match engine {
+        EvalEngine::Interp => String::new(),
+        EvalEngine::Jit { .. } => format!("; compile {:.1} ms", r.compile_seconds * 1e3),
+    };
+    say(format!(
+        "speed {} images/s ({:.1} ms running the model at batch {}{compile})",
+        thousands(r.images_per_second().round() as u64),
+        r.run_seconds * 1e3,
+        a.batch
+    ))
 }

@@ -14,6 +14,8 @@
 pub mod build;
 pub mod cli;
 pub mod compile;
+pub mod eval;
+pub mod export;
 pub mod header;
 pub mod init;
 pub mod inputs;

@@ -604,9 +604,12 @@ impl Weights {
     }
 
     /// Serialises to safetensors bytes, each tensor in its storage (`b1`
-    /// packed; see the module doc). The bytes depend only on the tensors.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
+    /// packed; see the module doc). The bytes depend only on the tensors. The
+    /// error is the message of a [`FormatError`] (this signature predates it;
+    /// [`Weights::to_bytes_with`] returns the typed error).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
         self.to_bytes_with(B1Storage::Packed)
+            .map_err(|e| e.to_string())
     }
 
     /// Serialises to safetensors bytes, writing `b1` tensors as `b1` says.
@@ -903,12 +906,15 @@ mod tests {
         let mut w = Weights::new();
         w.insert("w", Tensor::int(ElemType::B1, vec![3], vec![1, 0, -1]));
         assert_eq!(
-            w.to_bytes().unwrap_err().to_string(),
+            w.to_bytes().unwrap_err(),
             "tensor `w` cannot be stored as b1: element 1 is 0, not -1 or +1"
         );
         let mut w = Weights::new();
         w.insert("u", Tensor::int(ElemType::UInt(8), vec![1], vec![256]));
-        assert!(matches!(w.to_bytes(), Err(FormatError::Unstorable { .. })));
+        assert!(matches!(
+            w.to_bytes_with(B1Storage::Packed),
+            Err(FormatError::Unstorable { .. })
+        ));
     }
 
     /// A file with the given raw tensors and `bnnc.packed_b1` metadata.
