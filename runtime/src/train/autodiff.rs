@@ -1,1 +1,0 @@
-//! Reverse-mode automatic differentiation over the graph IR (being written).
