@@ -121,3 +121,76 @@ fn mnist_mlp_has_no_float_op_between_binary_layers() {
         .count();
     assert_eq!(bns, 1);
 }
+
+/// The workspace buffers and kernel names of `model` compiled for the native
+/// backends.
+fn plan_and_kernels(model: &Model) -> (Vec<String>, Vec<String>) {
+    let l = bnnc::lower::lower(model).unwrap();
+    let plan = l.plan.iter().map(|e| e.what.clone()).collect();
+    let kernels = l
+        .module
+        .functions
+        .iter()
+        .map(|f| f.name.clone())
+        .filter(|n| n.contains("_k"))
+        .collect();
+    (plan, kernels)
+}
+
+/// RepConv: the compiled repconv example (optimized or not) holds no buffer
+/// for the replicated channels: the binary conv reads `xb` once per replica
+/// with that replica's weights, and no replicate kernel runs.
+#[test]
+fn repconv_example_never_stores_the_replicated_tensor() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/repconv_block.ir");
+    let original = Model::load(&p).unwrap();
+    for m in [original.clone(), opt(&p).model] {
+        let g = &m.graph;
+        let rep = g
+            .ids()
+            .find(|&v| matches!(g.node(v).op, Op::Replicate { .. }))
+            .expect("the replicate is still in the graph");
+        let name = &g.node(rep).name;
+        let (plan, kernels) = plan_and_kernels(&m);
+        assert!(
+            plan.iter()
+                .all(|w| w != name && !w.starts_with(&format!("{name}."))),
+            "a buffer for `{name}`: {plan:?}"
+        );
+        assert!(plan.iter().any(|w| w == "xb"), "{plan:?}");
+        assert!(
+            !kernels.iter().any(|k| k.contains("replicate")),
+            "{kernels:?}"
+        );
+        assert!(
+            kernels.iter().any(|k| k.ends_with("conv2d_b1")),
+            "{kernels:?}"
+        );
+    }
+}
+
+/// RepConv on the corpus model: convs and a dense over replicated binary
+/// inputs, and thresholds over replicated accumulators (one accumulator
+/// against several threshold sets), all without a buffer for any replicated
+/// tensor or any accumulator that is thresholded. (`hr` replicates `h`, a
+/// model output that is stored anyway; its threshold runs as its own kernel
+/// over a stored replicate.)
+#[test]
+fn repconv_corpus_model_computes_replication_once() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/repconv.ir");
+    let o = opt(&p);
+    let (plan, kernels) = plan_and_kernels(&o.model);
+    for never in ["xr", "vr", "c2", "c2r", "c3", "c3r"] {
+        assert!(
+            plan.iter()
+                .all(|w| w != never && !w.starts_with(&format!("{never}."))),
+            "a buffer for `{never}`: {plan:?}"
+        );
+    }
+    // Only `hr` and the replicate of the float sign (`yf`, a model output)
+    // run as kernels; the thresholds of `y2` and `y3` are fused.
+    let reps = kernels.iter().filter(|k| k.contains("replicate")).count();
+    assert_eq!(reps, 2, "{kernels:?}");
+    let thresholds = kernels.iter().filter(|k| k.ends_with("threshold")).count();
+    assert_eq!(thresholds, 1, "{kernels:?}");
+}

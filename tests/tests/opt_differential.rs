@@ -114,7 +114,26 @@ s6 = sign(ys)
 h = hardtanh(n)
 s7 = sign(h)
 s8 = sign(s1)
-output s1, s2, s3, s4, a2, s5, s6, s7, s8
+wc = @wc: f32[4, 3, 3, 8]
+wcb = sign(wc)
+acc2 = conv2d(xb, wcb, padding=1, pad_value=0)
+cat = concat(acc, acc2, axis=-1)
+gc = @bnc.gamma: f32[20]
+bc = @bnc.beta: f32[20]
+mc = @bnc.mean: f32[20]
+vc = @bnc.var: f32[20]
+nc = batchnorm(cat, gc, bc, mc, vc)
+s9 = sign(nc)
+sh = channel_shuffle(cat, groups=4)
+ts = @ts: i32[20, 1]
+ds = @ds: i32[20]
+s10 = threshold(sh, ts, ds)
+ra = replicate(acc2, times=2)
+t1 = @t1: i32[1, 1]
+s11 = threshold(ra, t1)
+ry = replicate(y, times=2)
+s12 = sign(ry)
+output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12
 ";
 
 #[test]

@@ -587,15 +587,43 @@ enum Epilogue {
 
 /// A per-channel threshold over an `i32` accumulator: passed when
 /// `acc >= t[c]` (or `acc <= t[c]` where `dir[c] = -1`). `t = None` is 0.
+///
+/// With `reps > 1` the threshold reads `replicate(acc, times=reps)`: the
+/// accumulator of channel `o` (of `chans`) is computed once and compared
+/// against the thresholds of output channels `r*chans + o`, one bit each.
 #[derive(Clone, Copy)]
 struct Thr {
     t: Option<DataId>,
     shared: bool,
     dir: Option<DataId>,
+    reps: usize,
 }
 
 impl Thr {
-    /// i8 1 where the accumulator `acc` (i32) of channel `o` does not pass.
+    /// Output channels (words of the packed output row) for `chans`
+    /// accumulators per pixel.
+    fn out_words(&self, chans: usize) -> usize {
+        Storage::words(chans * self.reps)
+    }
+
+    /// Sets, in the packed output row at word address `row` (pointer + word
+    /// index of the row's first word), the bit of every output channel that
+    /// reads accumulator `acc` of channel `o` (of `chans`) and does not pass.
+    fn store_bits(&self, fb: &mut Fb, out: &Expr, row: Expr, acc: Expr, o: &Expr, chans: usize) {
+        for r in 0..self.reps {
+            let ch = if r == 0 {
+                o.clone()
+            } else {
+                add(o.clone(), c64(r * chans))
+            };
+            let word = at8(out, add(row.clone(), shru(ch.clone(), i64c(6))));
+            let bit = shl(flag64(self.negative(acc.clone(), &ch)), ch);
+            fb.store(word.clone(), or(load(Ty::I64, word), bit));
+        }
+    }
+
+    /// i8 1 where the accumulator `acc` (i32) of output channel `o` does not
+    /// pass.
     fn negative(&self, acc: Expr, o: &Expr) -> Expr {
         let t = match self.t {
             None => i32c(0),
@@ -620,13 +648,20 @@ impl Thr {
 }
 
 /// The threshold of a `threshold` (T = 1, constant thresholds and directions)
-/// or `sign` node over an `i32` accumulator, for fusing into its producer.
-fn fused_threshold(cx: &mut Cx, v: ValueId, ins: &[ValueId]) -> Result<Thr, LowerError> {
+/// or `sign` node over an `i32` accumulator (read through `reps` replicas),
+/// for fusing into its producer.
+fn fused_threshold(
+    cx: &mut Cx,
+    v: ValueId,
+    ins: &[ValueId],
+    reps: usize,
+) -> Result<Thr, LowerError> {
     match cx.model.graph.node(v).op {
         Op::Sign { .. } => Ok(Thr {
             t: None,
             shared: true,
             dir: None,
+            reps,
         }),
         _ => {
             let t = cx
@@ -650,41 +685,127 @@ fn fused_threshold(cx: &mut Cx, v: ValueId, ins: &[ValueId]) -> Result<Thr, Lowe
                 t: Some(td),
                 shared,
                 dir,
+                reps,
             })
         }
     }
 }
 
+/// True when `acc` is a binary conv/dense (`b1 x b1`, constant weights) whose
+/// only use is one operand of one node, and not a model output.
+fn binary_dot_used_once(cx: &Cx, acc: ValueId, users: &[Vec<ValueId>]) -> bool {
+    let g = &cx.model.graph;
+    let a = g.node(acc);
+    matches!(a.op, Op::Dense | Op::Conv2d(_))
+        && cx.model.ty(a.inputs[0]).elem == ElemType::B1
+        && cx.model.ty(a.inputs[1]).elem == ElemType::B1
+        && cx.constant(a.inputs[1]).is_some()
+        && cx.constant(acc).is_none()
+        && users[acc.index()].len() == 1
+        && !g.outputs.contains(&acc)
+}
+
 /// Can `threshold`/`sign` node `v` be computed inside the binary conv/dense
 /// that produces its input? (T = 1 with constant thresholds; the accumulator
-/// used by nothing else and not a model output.)
-pub(crate) fn fusable(cx: &Cx, v: ValueId, users: &[Vec<ValueId>]) -> Option<ValueId> {
+/// used by nothing else and not a model output.) The input may also be
+/// `replicate(acc)` used only by `v`: the kernel then compares each
+/// accumulator against every replica's thresholds. Returns the values the
+/// kernel computes without storing them (the accumulator, and the replicate).
+pub(crate) fn fusable(cx: &Cx, v: ValueId, users: &[Vec<ValueId>]) -> Vec<ValueId> {
     let g = &cx.model.graph;
     let n = g.node(v);
-    let acc = *n.inputs.first()?;
+    let Some(&x) = n.inputs.first() else {
+        return vec![];
+    };
     let ok_consumer = match n.op {
-        Op::Sign { .. } => cx.model.ty(acc).elem == ElemType::I32,
+        Op::Sign { .. } => cx.model.ty(x).elem == ElemType::I32,
         Op::Threshold => {
             cx.model.ty(v).elem == ElemType::B1
-                && cx.model.ty(acc).elem == ElemType::I32
+                && cx.model.ty(x).elem == ElemType::I32
                 && n.inputs[1..].iter().all(|&i| cx.constant(i).is_some())
         }
         _ => false,
     };
-    let a = g.node(acc);
-    let binary_dot = matches!(a.op, Op::Dense | Op::Conv2d(_))
-        && cx.model.ty(a.inputs[0]).elem == ElemType::B1
-        && cx.model.ty(a.inputs[1]).elem == ElemType::B1
-        && cx.constant(a.inputs[1]).is_some()
-        && cx.constant(acc).is_none();
-    let sole_use = users[acc.index()].len() == 1 && !g.outputs.contains(&acc);
-    (ok_consumer && binary_dot && sole_use).then_some(acc)
+    if !ok_consumer || cx.constant(x).is_some() {
+        return vec![];
+    }
+    if binary_dot_used_once(cx, x, users) {
+        return vec![x];
+    }
+    let xn = g.node(x);
+    if let Op::Replicate { .. } = xn.op {
+        let acc = xn.inputs[0];
+        if users[x.index()].len() == 1
+            && !g.outputs.contains(&x)
+            && binary_dot_used_once(cx, acc, users)
+        {
+            return vec![acc, x];
+        }
+    }
+    vec![]
 }
 
-/// Lowers `v` (a threshold or sign) together with its fused accumulator `acc`.
-fn fused_dot(cx: &mut Cx, v: ValueId, acc: ValueId, out: usize) -> R {
+/// Is `v` a `b1` `replicate` that only binary conv (one group) / dense
+/// kernels read, as their input? Those kernels then read its source with the
+/// weights of each replica (see [`conv_b1`]), and the replicated tensor is
+/// never stored. Returns (source, times).
+pub(crate) fn replicate_read_through(
+    cx: &Cx,
+    v: ValueId,
+    users: &[Vec<ValueId>],
+) -> Option<(ValueId, usize)> {
+    let g = &cx.model.graph;
+    let n = g.node(v);
+    let Op::Replicate { times } = n.op else {
+        return None;
+    };
+    if cx.model.ty(v).elem != ElemType::B1 || g.outputs.contains(&v) || users[v.index()].is_empty()
+    {
+        return None;
+    }
+    let ok = users[v.index()].iter().all(|&u| {
+        let un = g.node(u);
+        let dot = match &un.op {
+            Op::Dense => true,
+            Op::Conv2d(a) => a.groups == 1,
+            _ => false,
+        };
+        dot && un.inputs[0] == v
+            && un.inputs[1] != v
+            && cx.model.ty(un.inputs[1]).elem == ElemType::B1
+            && cx.constant(un.inputs[1]).is_some()
+            && cx.constant(u).is_none()
+    });
+    ok.then_some((n.inputs[0], times))
+}
+
+/// The buffer a binary conv/dense reads for its input `x`, the number of
+/// replicas it holds and the channels of one replica: `x` itself (1 replica),
+/// or the source of a read-through `replicate`.
+fn dot_input(cx: &mut Cx, x: ValueId) -> Result<(usize, usize, usize), LowerError> {
+    match cx.read_through.get(&x).copied() {
+        Some((src, times)) => {
+            let b = cx.operand(src)?;
+            let c = rows_cols(cx.model.ty(src)).1;
+            Ok((b, times, c))
+        }
+        None => {
+            let b = cx.operand(x)?;
+            let c = rows_cols(cx.model.ty(x)).1;
+            Ok((b, 1, c))
+        }
+    }
+}
+
+/// Lowers `v` (a threshold or sign) together with its fused accumulator (its
+/// input `x`, or the accumulator that `x` replicates).
+fn fused_dot(cx: &mut Cx, v: ValueId, x: ValueId, out: usize) -> R {
     let ins = cx.model.graph.node(v).inputs.clone();
-    let thr = fused_threshold(cx, v, &ins)?;
+    let (acc, reps) = match cx.model.graph.node(x).op {
+        Op::Replicate { times } => (cx.model.graph.node(x).inputs[0], times),
+        _ => (x, 1),
+    };
+    let thr = fused_threshold(cx, v, &ins, reps)?;
     let a = cx.model.graph.node(acc).clone();
     match &a.op {
         Op::Dense => dense_b1(cx, acc, &a.inputs, out, Epilogue::Bits(thr)),
@@ -723,20 +844,31 @@ fn dense_f32(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
 }
 
 /// Dense `b1 x b1`: `K - 2 * popcount(x xor w)` over packed words.
+///
+/// When the input is a read-through `replicate(x0, times=b)` (K = b*C0), the
+/// kernel reads x0's words once per replica against that replica's slice of
+/// the weights, packed separately: `sum_r popcount(x0 xor w_r)` counts the
+/// same disagreements as `popcount(replicate(x0) xor w)` (tail bits are 0 in
+/// both), so the accumulator is the same `K - 2 * popcount`.
 fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue) -> R {
     let w = cx
         .constant(ins[1])
         .cloned()
         .ok_or_else(|| cx.unsupported(v, &[]))?;
     let (o, k) = (w.dims[0], w.dims[1]);
-    let words = Storage::words(k);
-    let packed = pack_bits(w.as_int().unwrap_or(&[]), o, k);
+    let (x, reps, c0) = dot_input(cx, ins[0])?;
+    let words = Storage::words(c0);
+    // Row (o, r) holds replica r's slice w[o, r*C0 .. (r+1)*C0]: the row-major
+    // weights seen as `o*reps` rows of C0 channels.
+    let packed = pack_bits(w.as_int().unwrap_or(&[]), o * reps, c0);
     let wd = cx.data_u64("dense_w_packed", &packed);
-    let x = cx.operand(ins[0])?;
     let ty = cx.buf_ty(out).clone();
     let (mut fb, batch, p) = cx.begin("dense_b1", 2);
     let acc = fb.var("pc", Ty::I64);
-    let owords = Storage::words(o);
+    let owords = match epi {
+        Epilogue::Bits(thr) => thr.out_words(o),
+        Epilogue::Acc => Storage::words(o),
+    };
     fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
         if let Epilogue::Bits(_) = epi {
             fb.for_n("w", owords, |fb, wi| {
@@ -745,27 +877,30 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
         }
         fb.for_n("o", o, |fb, oi| {
             fb.assign(acc, i64c(0));
-            fb.for_n("w", words, |fb, wi| {
+            let word = |fb: &mut Fb, row: Expr, wi: Expr| {
                 let xw = load(
                     Ty::I64,
                     at8(&p[0], add(mul(n.clone(), c64(words)), wi.clone())),
                 );
                 let ww = load(
                     Ty::I64,
-                    at8(&Expr::DataAddr(wd), add(mul(oi.clone(), c64(words)), wi)),
+                    at8(&Expr::DataAddr(wd), add(mul(row, c64(words)), wi)),
                 );
                 fb.assign(acc, add(var(acc), un(UnOp::Popcnt, xor(xw, ww))));
-            });
+            };
+            if reps == 1 {
+                fb.for_n("w", words, |fb, wi| word(fb, oi.clone(), wi));
+            } else {
+                fb.for_n("r", reps, |fb, r| {
+                    let row = add(mul(oi.clone(), c64(reps)), r);
+                    fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi));
+                });
+            }
             let y = to_i32(sub(c64(k), mul(i64c(2), var(acc))));
             match epi {
                 Epilogue::Acc => fb.store(at4(&p[1], add(mul(n.clone(), c64(o)), oi)), y),
                 Epilogue::Bits(thr) => {
-                    let word = at8(
-                        &p[1],
-                        add(mul(n.clone(), c64(owords)), shru(oi.clone(), i64c(6))),
-                    );
-                    let bit = shl(flag64(thr.negative(y, &oi)), oi);
-                    fb.store(word.clone(), or(load(Ty::I64, word), bit));
+                    thr.store_bits(fb, &p[1], mul(n.clone(), c64(owords)), y, &oi, o)
                 }
             }
         })
@@ -954,6 +1089,13 @@ fn conv_f32(
 /// `x xor w` lines up; with groups > 1 a per-group mask keeps only the group's
 /// channels. Each in-bounds tap adds `Cg - 2 * popcount`; each padded tap adds
 /// `pad * sum_c w[o,i,j,c]` from a table (nothing for `pad_value=0`).
+///
+/// A read-through `replicate(x0, times=b)` input (one group, C = b*C0) is
+/// read as x0: each tap's weights are packed per replica over C0 channels
+/// (layout `[tap][replica][word]`), and each replica's words are xor'ed with
+/// the same x0 words. The popcounts add up to the popcount over the
+/// replicated row (tail bits are 0 in both), so the tap still adds
+/// `Cg - 2 * popcount` with Cg = C, and the padded-tap table is unchanged.
 fn conv_b1(
     cx: &mut Cx,
     v: ValueId,
@@ -968,8 +1110,14 @@ fn conv_b1(
         .ok_or_else(|| cx.unsupported(v, &[]))?;
     let g = geom(cx, v, ins, attrs);
     let wv = w.as_int().unwrap_or(&[]).to_vec();
-    let words = Storage::words(g.c);
-    let mut wfull = vec![0u64; g.o * g.kh * g.kw * words];
+    let (x, reps, c0) = dot_input(cx, ins[0])?;
+    if reps > 1 && g.groups != 1 {
+        return Err(LowerError::Internal(
+            "read-through replicate into a grouped conv".into(),
+        ));
+    }
+    let words = Storage::words(c0);
+    let mut wfull = vec![0u64; g.o * g.kh * g.kw * reps * words];
     let mut padtab = vec![0i32; g.o * g.kh * g.kw];
     let pad = attrs.effective_pad();
     for o in 0..g.o {
@@ -982,8 +1130,11 @@ fn conv_b1(
                     let val = wv[tap * g.cg + c];
                     sum += val;
                     if val < 0 {
-                        let ch = grp * g.cg + c;
-                        wfull[tap * words + ch / 64] |= 1u64 << (ch % 64);
+                        // Channel `full` of the (replicated) input is
+                        // channel `ch` of replica `r` of the source.
+                        let full = grp * g.cg + c;
+                        let (r, ch) = (full / c0, full % c0);
+                        wfull[(tap * reps + r) * words + ch / 64] |= 1u64 << (ch % 64);
                     }
                 }
                 padtab[tap] = pad.value() * sum;
@@ -1022,12 +1173,14 @@ fn conv_b1(
     } else {
         (None, None)
     };
-    let x = cx.operand(ins[0])?;
     let ty = cx.buf_ty(out).clone();
     let (mut fb, batch, p) = cx.begin("conv2d_b1", 2);
     let acc = fb.var("acc", Ty::I64);
     let pc = fb.var("pc", Ty::I64);
-    let owords = Storage::words(g.o);
+    let owords = match epi {
+        Epilogue::Bits(thr) => thr.out_words(g.o),
+        Epilogue::Acc => Storage::words(g.o),
+    };
     let p1 = p[1].clone();
     let pixel = move |fb: &mut Fb, pix: Expr| {
         if let Epilogue::Bits(_) = epi {
@@ -1094,17 +1247,14 @@ fn conv_b1(
                             mul(add(mul(n.clone(), c64(g.h)), iy.clone()), c64(g.w)),
                             ix.clone(),
                         );
-                        let word = |fb: &mut Fb, wi: Expr| {
+                        let word = |fb: &mut Fb, row: Expr, wi: Expr| {
                             let xw = load(
                                 Ty::I64,
                                 at8(&p[0], add(mul(pix.clone(), c64(words)), wi.clone())),
                             );
                             let ww = load(
                                 Ty::I64,
-                                at8(
-                                    &Expr::DataAddr(wd),
-                                    add(mul(tap.clone(), c64(words)), wi.clone()),
-                                ),
+                                at8(&Expr::DataAddr(wd), add(mul(row, c64(words)), wi.clone())),
                             );
                             let mut t = xor(xw, ww);
                             if let Some(m) = md {
@@ -1121,10 +1271,17 @@ fn conv_b1(
                             }
                             fb.assign(pc, add(var(pc), un(UnOp::Popcnt, t)));
                         };
-                        if g.groups == 1 {
-                            fb.for_n("w", words, word);
+                        if reps > 1 {
+                            fb.for_n("r", reps, |fb, r| {
+                                let row = add(mul(tap.clone(), c64(reps)), r);
+                                fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi));
+                            });
+                        } else if g.groups == 1 {
+                            fb.for_n("w", words, |fb, wi| word(fb, tap.clone(), wi));
                         } else {
-                            fb.for_("w", wlo.clone(), whi.clone(), word);
+                            fb.for_("w", wlo.clone(), whi.clone(), |fb, wi| {
+                                word(fb, tap.clone(), wi)
+                            });
                         }
                         fb.assign(acc, add(var(acc), sub(c64(g.cg), mul(i64c(2), var(pc)))));
                     },
@@ -1154,9 +1311,7 @@ fn conv_b1(
                     mul(add(mul(n.clone(), c64(g.oh)), oy.clone()), c64(g.ow)),
                     ox.clone(),
                 );
-                let word = at8(&p[1], add(mul(pix, c64(owords)), shru(o.clone(), i64c(6))));
-                let bit = shl(flag64(thr.negative(to_i32(var(acc)), o)), o.clone());
-                fb.store(word.clone(), or(load(Ty::I64, word), bit));
+                thr.store_bits(fb, &p[1], mul(pix, c64(owords)), to_i32(var(acc)), o, g.o);
             }
         }
     };

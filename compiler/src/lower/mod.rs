@@ -232,8 +232,14 @@ pub(crate) struct Cx<'m> {
     /// Unpacked `i32` copies of `b1` values.
     unpacked: HashMap<ValueId, usize>,
     /// Binary conv/dense accumulators computed inside the kernel of the
-    /// threshold or sign that consumes them (never stored).
+    /// threshold or sign that consumes them (never stored), and the
+    /// `replicate` of such an accumulator when the threshold reads it through
+    /// one (each accumulator is compared against every replica's thresholds).
     pub(crate) fused: std::collections::HashSet<ValueId>,
+    /// `b1` replicates read only by binary conv/dense kernels, which read the
+    /// replicated value's source directly (never stored): value -> (source,
+    /// times).
+    pub(crate) read_through: HashMap<ValueId, (ValueId, usize)>,
     /// Constant values (folded).
     consts: Vec<Option<Tensor>>,
     /// Data objects made for constants in their standard storage.
@@ -266,6 +272,7 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
         value_buf: vec![None; g.nodes.len()],
         unpacked: HashMap::new(),
         fused: Default::default(),
+        read_through: HashMap::new(),
         consts: vec![None; g.nodes.len()],
         const_bufs: HashMap::new(),
         kernel_count: 0,
@@ -309,8 +316,11 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
     let users = g.users();
     for v in g.ids() {
         if cx.consts[v.index()].is_none() {
-            if let Some(acc) = kernels::fusable(&cx, v, &users) {
+            for acc in kernels::fusable(&cx, v, &users) {
                 cx.fused.insert(acc);
+            }
+            if let Some(src) = kernels::replicate_read_through(&cx, v, &users) {
+                cx.read_through.insert(v, src);
             }
         }
     }
@@ -321,7 +331,11 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
     }
     for v in g.ids() {
         let n = g.node(v);
-        if n.op.is_leaf() || cx.consts[v.index()].is_some() || cx.fused.contains(&v) {
+        if n.op.is_leaf()
+            || cx.consts[v.index()].is_some()
+            || cx.fused.contains(&v)
+            || cx.read_through.contains_key(&v)
+        {
             continue;
         }
         let ty = model.ty(v).clone();

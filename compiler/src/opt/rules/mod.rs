@@ -6,7 +6,10 @@
 //! - [`threshold`]: integer-domain folding into thresholds (`bn_to_threshold`,
 //!   `fold_chain_to_threshold`);
 //! - [`scale`]: scale folding (`sign_scale_to_threshold`, `sign_positive_scale`,
-//!   `collapse_int_affine`).
+//!   `collapse_int_affine`);
+//! - [`movement`]: sign and threshold across data movement
+//!   (`sign_through_movement`, `threshold_through_concat`,
+//!   `threshold_through_shuffle`, `threshold_through_replicate`).
 //!
 //! A rule is a named function that looks at one e-node of one e-class and, when
 //! its condition holds, returns a [`Build`]: the equivalent form to add to that
@@ -21,6 +24,7 @@
 //! [`all_rules`], add a unit test of the same name, and run the differential test.
 
 pub mod constant;
+pub mod movement;
 pub mod scale;
 pub mod sign;
 pub mod threshold;
@@ -90,6 +94,22 @@ pub fn all_rules() -> Vec<Rule> {
         Rule {
             name: "collapse_int_affine",
             find: scale::collapse_int_affine,
+        },
+        Rule {
+            name: "sign_through_movement",
+            find: movement::sign_through_movement,
+        },
+        Rule {
+            name: "threshold_through_concat",
+            find: movement::threshold_through_concat,
+        },
+        Rule {
+            name: "threshold_through_shuffle",
+            find: movement::threshold_through_shuffle,
+        },
+        Rule {
+            name: "threshold_through_replicate",
+            find: movement::threshold_through_replicate,
         },
     ]
 }
