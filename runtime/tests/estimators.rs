@@ -978,3 +978,94 @@ fn backward_rejects_mismatched_lengths() {
     let mut gi = vec![0.0; 2];
     e.backward(&[0.0, 1.0, 2.0], &[1.0, 1.0, 1.0], &mut gi, 0.0);
 }
+
+/// 1000 inputs in [-3, 3] (several blocks of the blocked kernel and a ragged
+/// tail), with non-finite values scattered in, and their output gradients.
+fn long_inputs() -> (Vec<f32>, Vec<f32>) {
+    let xs: Vec<f32> = (0..1000)
+        .map(|i| match i {
+            17 | 256 | 511 => f32::NAN,
+            300 => f32::INFINITY,
+            999 => f32::NEG_INFINITY,
+            _ => ((i * 7919) % 6007) as f32 / 1001.0 - 3.0,
+        })
+        .collect();
+    let go: Vec<f32> = (0..1000)
+        .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+        .collect();
+    (xs, go)
+}
+
+/// `sum_i go_i * dg(x_i)/dθ` in f64 over finite `x_i`, for
+/// `g = sum_j v_j act(w_j x + b_j)`, in the order (w, b, v).
+fn hidden_layer_grads(
+    (w, b, v): (&[f32], &[f32], &[f32]),
+    xs: &[f32],
+    go: &[f32],
+    scale: f64,
+    act: impl Fn(f64) -> (f64, f64),
+) -> [Vec<f64>; 3] {
+    let h = w.len();
+    let mut out = [vec![0.0; h], vec![0.0; h], vec![0.0; h]];
+    for (&x, &g) in xs.iter().zip(go) {
+        if !x.is_finite() {
+            continue;
+        }
+        let (x, g) = (f64::from(x), f64::from(g) * scale);
+        for j in 0..h {
+            let (a, da) = act(f64::from(w[j]) * x + f64::from(b[j]));
+            out[0][j] += g * f64::from(v[j]) * da * x;
+            out[1][j] += g * f64::from(v[j]) * da;
+            out[2][j] += g * a;
+        }
+    }
+    out
+}
+
+#[test]
+fn learned_functions_over_many_blocks() {
+    let (xs, go) = long_inputs();
+    let progress = 0.25f32;
+    // The learned MLP, and FDA's noise module with its biases off 0.
+    let specs: [Spec; 2] = [("learned", &[("hidden", 6.0)]), ("fda", &[("noise", 5.0)])];
+    for (name, params) in specs {
+        let mut e = build(name, params);
+        if name == "fda" {
+            for p in e.params() {
+                if p.name == "noise.b" {
+                    for (i, b) in p.value.iter_mut().enumerate() {
+                        *b = 0.4 * i as f32 - 0.9;
+                    }
+                }
+            }
+        }
+        let mut gi = vec![f32::NAN; xs.len()];
+        e.backward(&xs, &go, &mut gi, progress);
+        for i in 0..xs.len() {
+            let want = go[i] * e.derivative(xs[i], progress);
+            assert_eq!(gi[i].to_bits(), want.to_bits(), "{name} at {i}");
+        }
+        let ps = e.params();
+        let theta = (&*ps[0].value, &*ps[1].value, &*ps[2].value);
+        let want = if name == "learned" {
+            hidden_layer_grads(theta, &xs, &go, 1.0, |z| {
+                let t = z.tanh();
+                (t, 1.0 - t * t)
+            })
+        } else {
+            let alpha = f64::from(FdaNoise::alpha(progress));
+            hidden_layer_grads(theta, &xs, &go, alpha, |z| {
+                if z > 0.0 {
+                    (z, 1.0)
+                } else {
+                    (0.0, 0.0)
+                }
+            })
+        };
+        for (p, want) in ps.iter().zip(&want) {
+            for (j, (&g, &w)) in p.grad.iter().zip(want).enumerate() {
+                close(f64::from(g), w, 1e-5, &format!("{name} d/d{}[{j}]", p.name));
+            }
+        }
+    }
+}

@@ -20,6 +20,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::hidden::HiddenLayer;
 use super::{add_into, clamp_progress, ParamRef};
 
 /// FDA surrogate value: the truncated Fourier series `s(x)` above, with `terms`
@@ -38,6 +39,7 @@ pub fn fda_value(x: f32, terms: u32, omega: f32) -> f32 {
 
 /// FDA derivative: `s'(x) = (4 omega/pi) sum_{i<n} cos((2i+1) omega x)` for
 /// `|x| <= 1` (both ends included), 0 outside and for NaN. `4 omega n / pi` at 0.
+#[inline]
 pub fn fda_derivative(x: f32, terms: u32, omega: f32) -> f32 {
     if x.is_nan() || x.abs() > 1.0 {
         return 0.0;
@@ -135,18 +137,16 @@ impl FdaNoise {
         sum
     }
 
-    /// `e'(x)`.
+    /// `e'(x)`, summed as `(sum_j v_j w_j [w_j x + b_j > 0]) + 0.1 cos(x)`.
     pub fn derivative(&self, x: f32) -> f32 {
-        let mut sum = 0.1 * x.cos();
+        let mut sum = 0.0;
         for ((&w, &b), &v) in self.w.iter().zip(&self.b).zip(&self.v) {
-            if w * x + b > 0.0 {
-                sum += v * w;
-            }
+            sum += v * w * relu(w * x + b).1;
         }
-        sum
+        sum + 0.1 * x.cos()
     }
 
-    /// The fused backward pass: `grad_in = grad_out * (base(x) + alpha e'(x))`, and
+    /// The backward pass: `grad_in = grad_out * (base(x) + alpha e'(x))`, and
     /// `grad_out * alpha * de/dθ` accumulated into the parameter gradients. At a
     /// non-finite `x` only `base` is used and no parameter gradient is taken.
     pub(super) fn backward(
@@ -158,34 +158,28 @@ impl FdaNoise {
         base: impl Fn(f32) -> f32,
     ) {
         let h = self.w.len();
-        let (w, b, v) = (&self.w[..h], &self.b[..h], &self.v[..h]);
-        // Per-call f64 sums: millions of small terms per step would lose their low
-        // bits in f32.
         let mut acc = vec![0.0f64; 3 * h];
         let (acc_w, rest) = acc.split_at_mut(h);
         let (acc_b, acc_v) = rest.split_at_mut(h);
-        for ((gi, &xv), &go) in grad_in.iter_mut().zip(x).zip(grad_out) {
-            if !xv.is_finite() {
-                *gi = go * base(xv);
-                continue;
-            }
-            let mut d = 0.1 * xv.cos();
-            let ga = f64::from(go * alpha);
-            for j in 0..h {
-                let z = w[j] * xv + b[j];
-                if z > 0.0 {
-                    d += v[j] * w[j];
-                    acc_v[j] += ga * f64::from(z);
-                    let gz = ga * f64::from(v[j]);
-                    acc_w[j] += gz * f64::from(xv);
-                    acc_b[j] += gz;
-                }
-            }
-            *gi = go * (base(xv) + alpha * d);
+        HiddenLayer {
+            w: &self.w,
+            b: &self.b,
+            v: &self.v,
+            acc_w,
+            acc_b,
+            acc_v,
         }
-        add_into(&mut self.grad_w, acc_w);
-        add_into(&mut self.grad_b, acc_b);
-        add_into(&mut self.grad_v, acc_v);
+        .backward(x, grad_out, alpha, relu, grad_in);
+        for ((gi, &xv), &go) in grad_in.iter_mut().zip(x).zip(grad_out) {
+            *gi = if xv.is_finite() {
+                go * (base(xv) + alpha * (*gi + 0.1 * xv.cos()))
+            } else {
+                go * base(xv)
+            };
+        }
+        add_into(&mut self.grad_w, &acc[..h]);
+        add_into(&mut self.grad_b, &acc[h..2 * h]);
+        add_into(&mut self.grad_v, &acc[2 * h..]);
     }
 
     /// `noise.w`, `noise.b`, `noise.v`, each of `hidden` values.
@@ -214,5 +208,15 @@ impl FdaNoise {
         for g in [&mut self.grad_w, &mut self.grad_b, &mut self.grad_v] {
             g.fill(0.0);
         }
+    }
+}
+
+/// `(relu z, relu' z)`, with the derivative at the kink `z = 0` taken as 0.
+#[inline(always)]
+fn relu(z: f32) -> (f32, f32) {
+    if z > 0.0 {
+        (z, 1.0)
+    } else {
+        (0.0, 0.0)
     }
 }

@@ -4,6 +4,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::hidden::HiddenLayer;
+use super::math::tanh_sech2;
 use super::{add_into, ParamRef};
 
 /// The learned binarizer of He, Zhang, Wu, Zhou (2022), "Binarizing by
@@ -104,14 +106,13 @@ impl LearnedBinarizer {
         }
         let mut sum = 0.0;
         for ((&w, &b), &v) in self.w.iter().zip(&self.b).zip(&self.v) {
-            let th = (w * x + b).tanh();
-            sum += v * w * (1.0 - th * th);
+            sum += v * w * tanh_sech2(w * x + b).1;
         }
         sum
     }
 
-    /// The fused backward pass: `grad_in = grad_out * g'(x)` and
-    /// `sum grad_out * dg/dθ` accumulated into the parameter gradients.
+    /// The backward pass: `grad_in = grad_out * g'(x)` and `sum grad_out * dg/dθ`
+    /// accumulated into the parameter gradients.
     pub(super) fn backward(&mut self, x: &[f32], grad_out: &[f32], grad_in: &mut [f32]) {
         let h = self.v.len();
         if h == 0 {
@@ -128,33 +129,24 @@ impl LearnedBinarizer {
             add_into(&mut self.grad_w, &[acc]);
             return;
         }
-        let (w, b, v) = (&self.w[..h], &self.b[..h], &self.v[..h]);
-        // Per-call f64 sums: millions of small terms per step would lose their low
-        // bits in f32.
         let mut acc = vec![0.0f64; 3 * h];
         let (acc_w, rest) = acc.split_at_mut(h);
         let (acc_b, acc_v) = rest.split_at_mut(h);
-        for ((gi, &xv), &go) in grad_in.iter_mut().zip(x).zip(grad_out) {
-            if !xv.is_finite() {
-                *gi = 0.0;
-                continue;
-            }
-            let mut d = 0.0f32;
-            let go64 = f64::from(go);
-            for j in 0..h {
-                let th = (w[j] * xv + b[j]).tanh();
-                let sech2 = 1.0 - th * th;
-                d += v[j] * w[j] * sech2;
-                acc_v[j] += go64 * f64::from(th);
-                let gz = go64 * f64::from(v[j] * sech2);
-                acc_w[j] += gz * f64::from(xv);
-                acc_b[j] += gz;
-            }
-            *gi = go * d;
+        HiddenLayer {
+            w: &self.w,
+            b: &self.b,
+            v: &self.v,
+            acc_w,
+            acc_b,
+            acc_v,
         }
-        add_into(&mut self.grad_w, acc_w);
-        add_into(&mut self.grad_b, acc_b);
-        add_into(&mut self.grad_v, acc_v);
+        .backward(x, grad_out, 1.0, tanh_sech2, grad_in);
+        for (gi, &go) in grad_in.iter_mut().zip(grad_out) {
+            *gi *= go;
+        }
+        add_into(&mut self.grad_w, &acc[..h]);
+        add_into(&mut self.grad_b, &acc[h..2 * h]);
+        add_into(&mut self.grad_v, &acc[2 * h..]);
     }
 
     /// Linear: `w` (one value). MLP: `w`, `b`, `v`, each of `hidden` values.

@@ -31,7 +31,9 @@
 //! take none from it.
 
 mod fda;
+mod hidden;
 mod learned;
+mod math;
 mod surrogates;
 
 pub use fda::{fda_derivative, fda_value, FdaNoise};

@@ -4,6 +4,7 @@
 //! backward pass multiplies the output gradient by).
 
 use super::clamp_progress;
+use super::math::exp_f32;
 
 /// STE with clipping, surrogate value: the hard tanh `clamp(x, -clip, clip)`.
 ///
@@ -16,6 +17,7 @@ pub fn ste_value(x: f32, clip: f32) -> f32 {
 
 /// STE with clipping, derivative: 1 where `|x| <= clip` (both ends included),
 /// else 0 (also for NaN). See [`ste_value`].
+#[inline]
 pub fn ste_derivative(x: f32, clip: f32) -> f32 {
     if x.abs() <= clip {
         1.0
@@ -50,6 +52,7 @@ pub fn approx_sign_value(x: f32) -> f32 {
 
 /// ApproxSign, derivative: `2 + 2x` on [-1, 0), `2 - 2x` on [0, 1), 0 elsewhere
 /// (and for NaN). Continuous: 0 at x = ±1, 2 at x = 0. See [`approx_sign_value`].
+#[inline]
 pub fn approx_sign_derivative(x: f32) -> f32 {
     if (-1.0..0.0).contains(&x) {
         2.0 + 2.0 * x
@@ -97,16 +100,20 @@ pub fn swish_sign_value(x: f32, beta: f32) -> f32 {
 ///
 /// `beta` at 0, negative for `|beta x| > 2.4` (the surrogate overshoots), 0 for
 /// NaN. See [`swish_sign_value`].
+#[inline]
 pub fn swish_sign_derivative(x: f32, beta: f32) -> f32 {
     let a = (beta * x).abs();
-    if a.is_nan() || a >= TAIL {
-        return 0.0;
-    }
     // With e = exp(-|u|): 1 / (1 + cosh u) = 2e / (1 + e)^2 and
     // u tanh(u / 2) = |u| (1 - e) / (1 + e); no overflow for any u.
-    let e = (-a).exp();
-    let q = 1.0 + e;
-    2.0 * beta * e / (q * q) * (2.0 - a * (1.0 - e) / q)
+    let e = exp_f32(-a);
+    let inv = 1.0 / (1.0 + e);
+    let d = 2.0 * beta * e * inv * inv * (2.0 - a * (1.0 - e) * inv);
+    // A select, not an early return, so that the backward loop vectorises.
+    if a < TAIL {
+        d
+    } else {
+        0.0
+    }
 }
 
 /// The schedule of DIR-Net's distribution-sensitive two-stage estimator (DTE).
@@ -166,12 +173,15 @@ pub fn dte_value(x: f32, k: f32, t: f32) -> f32 {
 /// DTE derivative: `k t (1 - tanh^2(t x))`, computed as
 /// `4 k t e / (1 + e)^2` with `e = exp(-2 |t x|)` (no cancellation in the tails);
 /// `k t` at 0, 0 for NaN. See [`DteSchedule`].
+#[inline]
 pub fn dte_derivative(x: f32, k: f32, t: f32) -> f32 {
     let a = (t * x).abs();
-    if a.is_nan() || a >= TAIL {
-        return 0.0;
+    let e = exp_f32(-2.0 * a);
+    let inv = 1.0 / (1.0 + e);
+    let d = 4.0 * k * t * e * inv * inv;
+    if a < TAIL {
+        d
+    } else {
+        0.0
     }
-    let e = (-2.0 * a).exp();
-    let q = 1.0 + e;
-    4.0 * k * t * e / (q * q)
 }
