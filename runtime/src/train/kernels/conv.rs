@@ -26,6 +26,12 @@ const COL_BLOCK_FLOATS: usize = 128 * 1024;
 /// Rows of the smallest im2col block, so that each GEMM is worth its packing.
 const MIN_BLOCK_ROWS: usize = 128;
 
+/// matrixmultiply 0.3 runs an `m x k x n` product on its own threads once
+/// `m*k + k*n` reaches this. Inside rayon's chunks that nests a second thread
+/// pool on the same cores, which costs most on small products, so when a batch
+/// has several chunks, blocks are cut below this size where the weights allow.
+const MM_THREADED_SIZE: usize = 2 << 14;
+
 /// How a batch is cut: `chunk` images per rayon task, and blocks of
 /// `block_rows` output positions (rows of the im2col matrix, possibly spanning
 /// images) inside a chunk.
@@ -44,7 +50,15 @@ impl Plan {
     pub fn new(g: &ConvGeom) -> Plan {
         let chunk = g.n.div_ceil(g.n.clamp(1, MAX_CHUNKS)).max(1);
         let kfull = g.kh * g.kw * g.c;
-        let block_rows = (COL_BLOCK_FLOATS / kfull.max(1)).max(MIN_BLOCK_ROWS);
+        let mut block_rows = (COL_BLOCK_FLOATS / kfull.max(1)).max(MIN_BLOCK_ROWS);
+        // Each block runs GEMMs `rows x kg x og`, `og x rows x kg` and
+        // `rows x og x kg`; each stays single-threaded inside matrixmultiply when
+        // `rows * (kg + og) + kg * og` is below its threshold.
+        let (kg, og) = (g.kh * g.kw * g.cg(), g.og());
+        let unthreaded = MM_THREADED_SIZE.saturating_sub(kg * og) / (kg + og).max(1);
+        if g.n > 1 && unthreaded > MIN_BLOCK_ROWS {
+            block_rows = block_rows.min(unthreaded - 1);
+        }
         Plan { chunk, block_rows }
     }
 
