@@ -9,22 +9,25 @@
 //! (see `bnnc_ir::op::ESTIMATORS` for names and parameters). The estimators, their
 //! parameters and defaults:
 //!
-//! | name | parameters (default) | surrogate | functions |
+//! | name | parameters: default, valid range | surrogate | functions |
 //! |---|---|---|---|
-//! | `ste` | `clip` (1) | `clamp(x, -clip, clip)` | [`ste_value`], [`ste_derivative`] |
+//! | `ste` | `clip`: 1, > 0 (inf allowed) | `clamp(x, -clip, clip)` | [`ste_value`], [`ste_derivative`] |
 //! | `identity` | none | `x` | |
 //! | `approx_sign` | none | Bi-Real Net's piecewise quadratic | [`approx_sign_value`], [`approx_sign_derivative`] |
-//! | `swish_sign` | `beta` (5) | BNN+'s SwishSign | [`swish_sign_value`], [`swish_sign_derivative`] |
-//! | `dte` | `t_min` (0.1), `t_max` (10), `k_min` (1), `k_max` (10) | `k tanh(t x)`, k and t scheduled | [`DteSchedule`], [`dte_value`], [`dte_derivative`] |
-//! | `fda` | `terms` (10), `omega` (0.1), `noise` (0) | truncated Fourier series of the square wave (+ learned residual) | [`fda_value`], [`fda_derivative`], [`FdaNoise`] |
-//! | `learned` | `hidden` (0) | a learned scalar function `g(x; θ)` | [`LearnedBinarizer`] |
+//! | `swish_sign` | `beta`: 5, > 0 finite | BNN+'s SwishSign | [`swish_sign_value`], [`swish_sign_derivative`] |
+//! | `dte` | `t_min`: 0.1, `t_max`: 10, `k_min`: 1, `k_max`: 10; all > 0 finite, `t_min <= t_max`, `k_min <= k_max` | `k tanh(t x)`, k and t scheduled by progress | [`DteSchedule`], [`dte_value`], [`dte_derivative`] |
+//! | `fda` | `terms`: 10, integer in [1, 1000]; `omega`: 0.1, > 0 finite; `noise`: 0 (off), integer hidden width in [0, 4096] | truncated Fourier series of the square wave (+ learned residual) | [`fda_value`], [`fda_derivative`], [`FdaNoise`] |
+//! | `learned` | `hidden`: 0 (linear), integer in [0, 4096] | a learned scalar function `g(x; θ)` | [`LearnedBinarizer`] |
 //!
 //! Every parameter is validated when the estimator is built; a parameter the
 //! estimator does not take, or a value outside its range, is an
-//! [`EstimatorError::BadParam`].
+//! [`EstimatorError::BadParam`]. Learnable parameters (`fda` with `noise > 0`,
+//! `learned`) are initialised deterministically from the `seed` given to
+//! [`SignEstimator::new`] and exposed through [`SignEstimator::params`].
 //!
-//! Non-finite inputs: where `x` is NaN every estimator's derivative is 0 (sign's
-//! forward sends NaN to +1, and there is no neighbourhood to differentiate in). At
+//! Non-finite inputs: where `x` is NaN every estimator's derivative is 0 except
+//! `identity`'s (sign's forward sends NaN to +1, and there is no neighbourhood to
+//! differentiate in). At
 //! `x = ±inf` each fixed surrogate gives the limit of its derivative (0 for all of
 //! them except `identity`, and `ste` with an infinite clip); the learned functions
 //! (`learned`, the `fda` noise module) pass no gradient at a non-finite `x` and
