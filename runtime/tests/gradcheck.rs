@@ -401,6 +401,31 @@ fn activations() {
 }
 
 #[test]
+fn large_tensors_across_parallel_blocks() {
+    // 3 x 64 x 64 x 2 = 24576 elements: more than one block of the parallel
+    // loops (16384 elements), for maps and per-channel reductions alike.
+    let src = "model t\nx = @x: f32[3, 64, 64, 2]\ngamma = @gamma: f32[2]\nbeta = @beta: f32[2]\n\
+               mean = @mean: f32[2]\nvar = @var: f32[2]\n\
+               n = batchnorm(x, gamma, beta, mean, var, eps=0.001)\n\
+               pg = @pg: f32[2]\npb = @pb: f32[2]\npz = @pz: f32[2]\n\
+               r = rprelu(n, pg, pb, pz)\nalpha = @alpha: f32[2]\np = prelu(x, alpha)\n\
+               s = @s: f32[64, 2]\nm = mul(r, s)\na = add(s, p)\n\
+               ap = avgpool2d(m, kernel=3, stride=2, padding=1)\noutput m\noutput a\noutput ap\n";
+    let mut rng = Rng(63);
+    // rprelu's negative slope 1 removes its kink: a per-channel parameter shifts
+    // thousands of values, and some would cross a kink within the step H.
+    let m = model_with(src, &mut rng, |key, r| {
+        if key == "pb" {
+            1.0
+        } else {
+            default_gen(key, r)
+        }
+    });
+    gradcheck(&m, &[], Mode::Train, &[], &mut rng);
+    gradcheck(&m, &[], Mode::Eval, &[], &mut rng);
+}
+
+#[test]
 fn one_sided_derivatives_at_kinks() {
     // relu and prelu take the x <= 0 branch at 0; clip and hardtanh pass the
     // gradient on the closed interval [min, max].

@@ -37,6 +37,7 @@
 mod dot;
 mod elementwise;
 mod norm;
+mod par;
 mod pool;
 mod shape;
 mod transform;
@@ -1278,8 +1279,7 @@ impl TrainModel {
             }
             Op::AvgPool2d(a) => {
                 let geom = PoolGeom::new(dims(0)?, a).map_err(err)?;
-                let len = dims(0)?.iter().product();
-                out.push((0, pool::avgpool_backward(len, &geom, g)));
+                out.push((0, pool::avgpool_backward(&geom, g)));
             }
             Op::GlobalAvgPool => {
                 let [n, hw, c] = self.gap_dims(v, dims(0)?)?;

@@ -9,6 +9,8 @@
 //! biased `var_B = (1/M) sum (x - mean_B)^2` (M values per channel), and the
 //! running statistics are updated by the caller.
 
+use super::par;
+
 /// Batch statistics of one channel set: the mean and biased variance per channel
 /// (accumulated in f64, rounded to f32), and the number of values per channel.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,24 +23,22 @@ pub(super) struct BnStats {
 /// The batch statistics of `x` (rows of `c` channels).
 pub(super) fn batch_stats(x: &[f32], c: usize) -> BnStats {
     let count = x.len().checked_div(c).unwrap_or(0);
-    let mut sum = vec![0.0f64; c];
-    if c > 0 {
-        for row in x.chunks(c) {
-            for (s, &e) in sum.iter_mut().zip(row) {
+    let sum = par::reduce_rows(count, c, c, |rows, acc| {
+        for row in x[rows.start * c..rows.end * c].chunks(c) {
+            for (s, &e) in acc.iter_mut().zip(row) {
                 *s += e as f64;
             }
         }
-    }
+    });
     let mean64: Vec<f64> = sum.iter().map(|&s| s / count as f64).collect();
-    let mut sq = vec![0.0f64; c];
-    if c > 0 {
-        for row in x.chunks(c) {
-            for ((s, &e), &m) in sq.iter_mut().zip(row).zip(&mean64) {
+    let sq = par::reduce_rows(count, c, c, |rows, acc| {
+        for row in x[rows.start * c..rows.end * c].chunks(c) {
+            for ((s, &e), &m) in acc.iter_mut().zip(row).zip(&mean64) {
                 let d = e as f64 - m;
                 *s += d * d;
             }
         }
-    }
+    });
     BnStats {
         mean: mean64.iter().map(|&m| m as f32).collect(),
         var: sq.iter().map(|&s| (s / count as f64) as f32).collect(),
@@ -57,36 +57,30 @@ pub(super) fn forward(
     var: &[f32],
     eps: f32,
 ) -> Vec<f32> {
-    if c == 0 {
-        return Vec::new();
-    }
     let std: Vec<f32> = var.iter().map(|&v| (v + eps).sqrt()).collect();
-    let mut out = Vec::with_capacity(x.len());
-    for row in x.chunks(c) {
-        out.extend(row.iter().enumerate().map(|(ch, &e)| {
-            let centered = e - mean[ch];
-            let normed = centered / std[ch];
-            let scaled = normed * gamma[ch];
-            scaled + beta[ch]
-        }));
-    }
-    out
+    par::map_rows(x, c, |e, ch| {
+        let centered = e - mean[ch];
+        let normed = centered / std[ch];
+        let scaled = normed * gamma[ch];
+        scaled + beta[ch]
+    })
 }
 
 /// Per-channel sums `(sum g, sum g xhat)` with `xhat = (x - mean) / std`, in f64.
 fn sums(x: &[f32], c: usize, mean: &[f32], std: &[f32], g: &[f32]) -> (Vec<f64>, Vec<f64>) {
-    let mut sg = vec![0.0f64; c];
-    let mut sgx = vec![0.0f64; c];
-    if c > 0 {
-        for (xs, gs) in x.chunks(c).zip(g.chunks(c)) {
+    let rows = x.len().checked_div(c).unwrap_or(0);
+    let mut s = par::reduce_rows(rows, c, 2 * c, |range, acc| {
+        for r in range {
             for ch in 0..c {
-                let xhat = (xs[ch] - mean[ch]) / std[ch];
-                sg[ch] += gs[ch] as f64;
-                sgx[ch] += gs[ch] as f64 * xhat as f64;
+                let (e, d) = (x[r * c + ch], g[r * c + ch]);
+                let xhat = (e - mean[ch]) / std[ch];
+                acc[ch] += d as f64;
+                acc[c + ch] += d as f64 * xhat as f64;
             }
         }
-    }
-    (sg, sgx)
+    });
+    let sgx = s.split_off(c);
+    (s, sgx)
 }
 
 /// Gradients of eval-mode [`forward`] with respect to `[x, gamma, beta, mean,
@@ -109,7 +103,7 @@ pub(super) fn backward_eval(
     let (sg, sgx) = sums(x, c, mean, &std, g);
     let dx = need[0].then(|| {
         let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] / std[ch]).collect();
-        map_rows(g, c, |d, ch| d * scale[ch])
+        par::map_rows(g, c, |d, ch| d * scale[ch])
     });
     let per = |f: &dyn Fn(usize) -> f64| (0..c).map(|ch| f(ch) as f32).collect::<Vec<f32>>();
     let dgamma = need[1].then(|| per(&|ch| sgx[ch]));
@@ -138,30 +132,13 @@ pub(super) fn backward_train(
     let (sg, sgx) = sums(x, c, &st.mean, &std, g);
     let m = st.count.max(1) as f64;
     let dx = need[0].then(|| {
-        let mut out = Vec::with_capacity(x.len());
-        if c > 0 {
-            for (xs, gs) in x.chunks(c).zip(g.chunks(c)) {
-                for ch in 0..c {
-                    let xhat = ((xs[ch] - st.mean[ch]) / std[ch]) as f64;
-                    let d = gs[ch] as f64 - sg[ch] / m - xhat * sgx[ch] / m;
-                    out.push((gamma[ch] as f64 / std[ch] as f64 * d) as f32);
-                }
-            }
-        }
-        out
+        par::zip_map_rows(x, g, c, |e, d, ch| {
+            let xhat = ((e - st.mean[ch]) / std[ch]) as f64;
+            let d = d as f64 - sg[ch] / m - xhat * sgx[ch] / m;
+            (gamma[ch] as f64 / std[ch] as f64 * d) as f32
+        })
     });
     let dgamma = need[1].then(|| sgx.iter().map(|&v| v as f32).collect());
     let dbeta = need[2].then(|| sg.iter().map(|&v| v as f32).collect());
     [dx, dgamma, dbeta]
-}
-
-fn map_rows(v: &[f32], c: usize, f: impl Fn(f32, usize) -> f32) -> Vec<f32> {
-    if c == 0 {
-        return Vec::new();
-    }
-    let mut out = Vec::with_capacity(v.len());
-    for row in v.chunks(c) {
-        out.extend(row.iter().enumerate().map(|(ch, &e)| f(e, ch)));
-    }
-    out
 }
