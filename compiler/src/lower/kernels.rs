@@ -745,10 +745,10 @@ pub(crate) fn fusable(cx: &Cx, v: ValueId, users: &[Vec<ValueId>]) -> Vec<ValueI
     vec![]
 }
 
-/// Is `v` a `b1` `replicate` that only binary conv (one group) / dense
+/// Is `v` a `b1` or `f32` `replicate` that only conv (one group) / dense
 /// kernels read, as their input? Those kernels then read its source with the
-/// weights of each replica (see [`conv_b1`]), and the replicated tensor is
-/// never stored. Returns (source, times).
+/// weights of each replica (see [`conv_b1`], [`conv_f32`]), and the
+/// replicated tensor is never stored. Returns (source, times).
 pub(crate) fn replicate_read_through(
     cx: &Cx,
     v: ValueId,
@@ -759,7 +759,10 @@ pub(crate) fn replicate_read_through(
     let Op::Replicate { times } = n.op else {
         return None;
     };
-    if cx.model.ty(v).elem != ElemType::B1 || g.outputs.contains(&v) || users[v.index()].is_empty()
+    let elem = cx.model.ty(v).elem;
+    if !matches!(elem, ElemType::B1 | ElemType::F32)
+        || g.outputs.contains(&v)
+        || users[v.index()].is_empty()
     {
         return None;
     }
@@ -770,9 +773,18 @@ pub(crate) fn replicate_read_through(
             Op::Conv2d(a) => a.groups == 1,
             _ => false,
         };
-        dot && un.inputs[0] == v
+        if !dot {
+            return false;
+        }
+        let welem = cx.model.ty(un.inputs[1]).elem;
+        // The kernels that read through: b1 x b1 and f32 x {f32, b1, ternary}.
+        let kernel = match elem {
+            ElemType::B1 => welem == ElemType::B1,
+            _ => matches!(welem, ElemType::F32 | ElemType::B1 | ElemType::Ternary),
+        };
+        kernel
+            && un.inputs[0] == v
             && un.inputs[1] != v
-            && cx.model.ty(un.inputs[1]).elem == ElemType::B1
             && cx.constant(un.inputs[1]).is_some()
             && cx.constant(u).is_none()
     });
@@ -824,18 +836,29 @@ fn dense_f32(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
         .ok_or_else(|| cx.unsupported(v, &[]))?;
     let (o, k) = (w.dims[0], w.dims[1]);
     let wd = cx.data_f32("dense_w", &f32_values(&w));
-    let x = cx.operand(ins[0])?;
+    let (x, reps, c0) = dot_input(cx, ins[0])?;
     let ty = cx.buf_ty(out).clone();
     let (mut fb, batch, p) = cx.begin("dense_f32", 2);
     let acc = fb.var("acc", Ty::F32);
     fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
         fb.for_n("o", o, |fb, oi| {
             fb.assign(acc, f32c(0.0));
-            fb.for_n("k", k, |fb, ki| {
-                let xv = load(Ty::F32, at4(&p[0], add(mul(n.clone(), c64(k)), ki.clone())));
+            // Term k = r*C0 + c reads x0[c] for a read-through replicate: the
+            // same values added in the same order.
+            let term = |fb: &mut Fb, ki: Expr, ci: Expr| {
+                let xv = load(Ty::F32, at4(&p[0], add(mul(n.clone(), c64(c0)), ci)));
                 let wv = load_data_f32(wd, add(mul(oi.clone(), c64(k)), ki));
                 fb.assign(acc, fadd(var(acc), fmul(xv, wv)));
-            });
+            };
+            if reps == 1 {
+                fb.for_n("k", k, |fb, ki| term(fb, ki.clone(), ki));
+            } else {
+                fb.for_n("r", reps, |fb, r| {
+                    fb.for_n("c", c0, |fb, ci| {
+                        term(fb, add(mul(r.clone(), c64(c0)), ci.clone()), ci)
+                    })
+                });
+            }
             fb.store(at4(&p[1], add(mul(n.clone(), c64(o)), oi)), var(acc));
         })
     });
@@ -996,7 +1019,12 @@ fn conv_f32(
         .ok_or_else(|| cx.unsupported(v, &[]))?;
     let g = geom(cx, v, ins, attrs);
     let wd = cx.data_f32("conv_w", &f32_values(&w));
-    let x = cx.operand(ins[0])?;
+    let (x, reps, c0) = dot_input(cx, ins[0])?;
+    if reps > 1 && g.groups != 1 {
+        return Err(LowerError::Internal(
+            "read-through replicate into a grouped conv".into(),
+        ));
+    }
     let ty = cx.buf_ty(out).clone();
     let (mut fb, batch, p) = cx.begin("conv2d_f32", 2);
     let acc = fb.var("acc", Ty::F32);
@@ -1033,36 +1061,49 @@ fn conv_f32(
                             ),
                         );
                         fb.if_(in_range(ix.clone(), g.w), |fb| {
-                            fb.for_n("c", g.cg, |fb, c| {
-                                let pix = add(
-                                    mul(add(mul(n.clone(), c64(g.h)), iy.clone()), c64(g.w)),
-                                    ix.clone(),
-                                );
-                                let xi = add(
-                                    add(mul(pix, c64(g.c)), mul(gi.clone(), c64(g.cg))),
-                                    c.clone(),
-                                );
-                                let wi = add(
-                                    mul(
-                                        add(
-                                            mul(
-                                                add(mul(o.clone(), c64(g.kh)), i.clone()),
-                                                c64(g.kw),
-                                            ),
-                                            j.clone(),
-                                        ),
-                                        c64(g.cg),
-                                    ),
-                                    c,
-                                );
+                            let pix = add(
+                                mul(add(mul(n.clone(), c64(g.h)), iy.clone()), c64(g.w)),
+                                ix.clone(),
+                            );
+                            let wtap = mul(
+                                add(
+                                    mul(add(mul(o.clone(), c64(g.kh)), i.clone()), c64(g.kw)),
+                                    j.clone(),
+                                ),
+                                c64(g.cg),
+                            );
+                            // Adds x[xc] * w[.., wc] of this tap.
+                            let term = |fb: &mut Fb, xc: Expr, wc: Expr| {
                                 fb.assign(
                                     acc,
                                     fadd(
                                         var(acc),
-                                        fmul(load(Ty::F32, at4(&p[0], xi)), load_data_f32(wd, wi)),
+                                        fmul(
+                                            load(Ty::F32, at4(&p[0], xc)),
+                                            load_data_f32(wd, add(wtap.clone(), wc)),
+                                        ),
                                     ),
                                 );
-                            })
+                            };
+                            if reps == 1 {
+                                fb.for_n("c", g.cg, |fb, c| {
+                                    let xi = add(
+                                        add(mul(pix.clone(), c64(g.c)), mul(gi.clone(), c64(g.cg))),
+                                        c.clone(),
+                                    );
+                                    term(fb, xi, c)
+                                })
+                            } else {
+                                // Channel r*C0 + c of a read-through replicate is
+                                // channel c of its source: the same products
+                                // added in the same order.
+                                fb.for_n("r", reps, |fb, r| {
+                                    fb.for_n("c", c0, |fb, c| {
+                                        let xi = add(mul(pix.clone(), c64(c0)), c.clone());
+                                        term(fb, xi, add(mul(r.clone(), c64(c0)), c))
+                                    })
+                                })
+                            }
                         })
                     })
                 })
