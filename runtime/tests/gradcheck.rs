@@ -200,7 +200,7 @@ fn gradcheck_cfg(
     let mut tm = TrainModel::new(m, cfg).unwrap_or_else(|e| panic!("{e}"));
     let (r, _, grads) = analytic(&mut tm, inputs, mode, rng);
     let mut checked = 0;
-    for pi in 0..tm.params().len() {
+    for (pi, grad) in grads.iter().enumerate() {
         let (key, kind, len) = {
             let p = &tm.params()[pi];
             (p.key.clone(), p.kind, p.value.len())
@@ -208,9 +208,9 @@ fn gradcheck_cfg(
         let running = matches!(kind, ParamKind::RunningMean | ParamKind::RunningVar);
         if mode == Mode::Train && running {
             assert!(
-                grads[pi].iter().all(|&g| g == 0.0),
+                grad.iter().all(|&g| g == 0.0),
                 "{key}: {:?}",
-                grads[pi]
+                grad
             );
             continue;
         }
@@ -226,7 +226,7 @@ fn gradcheck_cfg(
             let lm = loss(&tm.forward(inputs, mode).unwrap(), &r);
             tm.params_mut()[pi].value[j] = orig;
             let fd = (lp - lm) / (up - down) as f64;
-            let an = grads[pi][j] as f64;
+            let an = grad[j] as f64;
             assert!(
                 (fd - an).abs() <= ATOL + RTOL * fd.abs().max(an.abs()),
                 "@{key}[{j}] ({mode:?}): finite difference {fd}, analytic {an}\n{}",
@@ -577,6 +577,57 @@ fn sign_ste_matches_the_estimator_formula() {
 }
 
 #[test]
+fn sign_backward_is_each_estimators_derivative() {
+    // Every estimator the IR names: dL/dw = r * derivative(w, progress), the
+    // estimator's own formula; learnable estimators also get parameter gradients.
+    let attrs = [
+        "estimator=ste, clip=0.5",
+        "estimator=identity",
+        "estimator=approx_sign",
+        "estimator=swish_sign, beta=5",
+        "estimator=dte",
+        "estimator=fda",
+        "estimator=fda, noise=4",
+        "estimator=learned, hidden=4",
+    ];
+    for (i, attr) in attrs.iter().enumerate() {
+        let src = format!("model t\nw = @w: f32[3, 5]\ny = sign(w, {attr})\noutput y\n");
+        let mut rng = Rng(95 + i as u64);
+        let m = model_with(&src, &mut rng, |_, r| r.f32(-2.0, 2.0));
+        let mut tm = train_model(&m);
+        tm.forward(&[], Mode::Train).unwrap();
+        let r: Vec<f32> = (0..15).map(|_| rng.f32(-1.0, 1.0)).collect();
+        let progress = 0.3;
+        tm.backward(&[Some(r.clone())], progress).unwrap();
+        let est = tm.estimator("y").unwrap().clone();
+        let w = tm.params()[0].value.clone();
+        for j in 0..15 {
+            let want = r[j] * est.derivative(w[j], progress);
+            let got = tm.params()[0].grad[j];
+            assert!(
+                (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                "{attr}: w = {}: got {got}, want {want}",
+                w[j]
+            );
+        }
+        let learnable = attr.contains("learned") || attr.contains("noise");
+        let names: Vec<String> = tm.estimator_params().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(!names.is_empty(), learnable, "{attr}: {names:?}");
+        assert!(names.iter().all(|n| n.starts_with("y.")), "{names:?}");
+        if learnable {
+            let any = |tm: &mut TrainModel| {
+                tm.estimator_params()
+                    .iter()
+                    .any(|(_, p)| p.grad.iter().any(|&g| g != 0.0))
+            };
+            assert!(any(&mut tm), "{attr}: no estimator gradient");
+            tm.zero_grad();
+            assert!(!any(&mut tm), "{attr}: zero_grad left estimator gradients");
+        }
+    }
+}
+
+#[test]
 fn sign_forward_edge_values() {
     // 0, -0.0 give +1 (NaN cannot be stored in a test weight portably; the
     // interpreter comparison covers it through the op's definition).
@@ -595,7 +646,7 @@ fn flipcheck(m: &Model, inputs: &[Tensor], rng: &mut Rng) {
     let mut tm = train_model(m);
     let (r, l0, grads) = analytic(&mut tm, inputs, Mode::Eval, rng);
     let mut checked = 0;
-    for pi in 0..tm.params().len() {
+    for (pi, grad) in grads.iter().enumerate() {
         if tm.params()[pi].kind != ParamKind::Latent {
             continue;
         }
@@ -607,7 +658,7 @@ fn flipcheck(m: &Model, inputs: &[Tensor], rng: &mut Rng) {
             let l1 = loss(&tm.forward(inputs, Mode::Eval).unwrap(), &r);
             tm.params_mut()[pi].value[j] = orig;
             let want = (l0 - l1) / (2.0 * b);
-            let an = grads[pi][j] as f64;
+            let an = grad[j] as f64;
             assert!(
                 (want - an).abs() <= 1e-4 * (1.0 + an.abs()),
                 "@{key}[{j}]: flip difference {want}, analytic {an}"
