@@ -639,11 +639,18 @@ impl TrainModel {
         Ok(outs)
     }
 
-    /// Back-propagates dL/d(output_i) (None = output not in the loss) from the last Train/Eval forward; ACCUMULATES into Param::grad and estimator parameter grads. `progress` in `[0, 1]` is passed to sign estimators.
+    /// Back-propagates `dL/d(output_i)` (`None` = output not in the loss) from
+    /// the last Train/Eval forward; ACCUMULATES into [`Param::grad`] and the
+    /// estimator parameter grads. `progress` in `[0, 1]` is passed to sign
+    /// estimators.
     ///
     /// Before anything is accumulated, checks that no op without a gradient lies
     /// between the loss and a trainable value ([`GradError::NotDifferentiable`]).
     /// May be called several times after one forward pass (gradients add up).
+    /// After an Eval forward, batchnorm also differentiates its mean and variance
+    /// operands, so running-statistic params get a `grad` too (optimizers leave
+    /// [`ParamKind::RunningMean`]/[`ParamKind::RunningVar`] alone); after a Train
+    /// forward they get none.
     pub fn backward(
         &mut self,
         output_grads: &[Option<Vec<f32>>],
@@ -659,10 +666,13 @@ impl TrainModel {
         r
     }
 
+    /// Every `f32` weight, one per `@key`, in order of first appearance.
     pub fn params(&self) -> &[Param] {
         &self.params
     }
 
+    /// The params, for an optimizer step. Their lengths must stay those of their
+    /// dims (checked by the next forward or backward).
     pub fn params_mut(&mut self) -> &mut [Param] {
         &mut self.params
     }
@@ -697,12 +707,16 @@ impl TrainModel {
         }
     }
 
-    /// All weights of the model (keys as in the .ir `@key`), with current values, in their declared element types, ready to save (bnnc_ir::Weights).
+    /// All weights of the model (keys as in the .ir `@key`), with current
+    /// values, in their declared element types, ready to save
+    /// ([`bnnc_ir::Weights`]).
     ///
     /// A transformed weight is saved as the graph uses it (standardised, or the
     /// derived XNOR scale computed from the current weights), so the saved model
     /// computes in eval mode what this program computes. Standardisation is
-    /// idempotent up to `eps`, so training can resume from the saved file.
+    /// idempotent up to `eps`, so a model built from the saved file computes the
+    /// same; the latent values before standardisation (their scale) are only in
+    /// [`TrainModel::params`].
     pub fn weights(&self) -> Weights {
         let mut w = Weights::new();
         for (key, t) in &self.frozen {
