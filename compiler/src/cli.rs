@@ -226,6 +226,13 @@ size and the cost before and after.",
         after_help = "Examples:\n  bnnc opt examples/mnist_mlp.ir --explain\n  bnnc opt examples/mnist_mlp.ir -o /tmp/mnist_opt.ir && bnnc check /tmp/mnist_opt.ir"
     )]
     Opt(OptArgs),
+
+    /// Train a model on an IDX dataset (MNIST, Fashion-MNIST) and write its weights.
+    #[command(
+        long_about = crate::train::LONG_ABOUT,
+        after_help = crate::train::AFTER_HELP
+    )]
+    Train(crate::train::TrainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -537,6 +544,8 @@ pub enum CliError {
         #[source]
         source: crate::eval::EvalError,
     },
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainCliError),
     /// Writing to standard output failed (a closed pipe, a full disk).
     #[error("error: cannot write to standard output: {0}")]
     Stdout(#[source] io::Error),
@@ -556,6 +565,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Eval(a) => eval(a, out),
         Command::Bench(a) => bench(a, out),
         Command::BenchKernels(a) => bench_kernels::run(a, out),
+        Command::Train(a) => crate::train::run(a, out),
     }
 }
 

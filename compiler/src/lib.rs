@@ -26,3 +26,4 @@ pub mod npy;
 pub mod opt;
 pub mod stats;
 pub mod summary;
+pub mod train;
