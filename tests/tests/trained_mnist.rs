@@ -26,11 +26,12 @@ use bnnc_runtime::train::data::{load_idx_dir, Split};
 /// While [`USE_TRAINED`] is false the test runs on [`STAND_IN`] instead.
 const TRAINED_MODEL: &str = "examples/train/mnist_cnn.ir";
 
-/// Whether [`TRAINED_MODEL`] holds trained weights yet. Until it does, the test
-/// checks the same pipeline on a freshly initialised copy of [`STAND_IN`] (in a
-/// temp dir), whose accuracy is chance level, so the accuracy floor is not
-/// asserted; switch this to `true` when the trained weights are committed.
-const USE_TRAINED: bool = false;
+/// Whether to check [`TRAINED_MODEL`] (true since its trained weights are
+/// committed: 98.59% test accuracy in the interpreter, `mnist_cnn.train.csv`).
+/// `false` checks the same pipeline on a freshly initialised copy of
+/// [`STAND_IN`] (in a temp dir), whose accuracy is chance level and not held
+/// to [`MIN_ACCURACY`]: for retraining, while no trained weights exist.
+const USE_TRAINED: bool = true;
 
 /// The stand-in: the MNIST MLP example, initialised by `bnnc init --seed 1`.
 const STAND_IN: &str = "examples/mnist_mlp.ir";
