@@ -133,7 +133,9 @@ t1 = @t1: i32[1, 1]
 s11 = threshold(ra, t1)
 ry = replicate(y, times=2)
 s12 = sign(ry)
-output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12
+quarter = [0.25]: f32[1]
+xnor = mul(ya, quarter)
+output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor
 ";
 
 #[test]
@@ -187,7 +189,15 @@ fn random_graphs_exercise_the_rules() {
         graphs += 1;
     }
     eprintln!("rules fired over {graphs} random graphs: {fired:?}");
-    for rule in ["fold_constant", "sign_of_binary", "fold_chain_to_threshold"] {
+    for rule in [
+        "fold_constant",
+        "sign_of_binary",
+        "fold_chain_to_threshold",
+        "sign_through_movement",
+        "threshold_through_concat",
+        "threshold_through_shuffle",
+        "threshold_through_replicate",
+    ] {
         assert!(
             fired.get(rule).copied().unwrap_or(0) > 0,
             "{rule} never fired: {fired:?}"

@@ -190,7 +190,13 @@ pub struct BnnAnalysis {
     /// Thresholds already computed for a chain (keyed by its exact
     /// description), so saturation rounds do not evaluate a chain twice.
     pub fold_cache: Mutex<HashMap<Vec<u8>, Option<Thresholds>>>,
+    /// Per-channel `(scale, offset)` already found (or not) for an affine
+    /// chain, keyed likewise.
+    pub affine_cache: Mutex<HashMap<Vec<u8>, Option<Affine>>>,
 }
+
+/// A per-channel affine epilogue `acc * scale + offset` in f32.
+pub type Affine = (Vec<f32>, Vec<f32>);
 
 /// Exact equality of two tensors (f32 compared by bits).
 pub fn same_tensor(a: &Tensor, b: &Tensor) -> bool {

@@ -6,7 +6,7 @@
 //! - [`threshold`]: integer-domain folding into thresholds (`bn_to_threshold`,
 //!   `fold_chain_to_threshold`);
 //! - [`scale`]: scale folding (`sign_scale_to_threshold`, `sign_positive_scale`,
-//!   `collapse_int_affine`);
+//!   `collapse_int_affine`, `collapse_affine_epilogue`);
 //! - [`movement`]: sign and threshold across data movement
 //!   (`sign_through_movement`, `threshold_through_concat`,
 //!   `threshold_through_shuffle`, `threshold_through_replicate`).
@@ -94,6 +94,10 @@ pub fn all_rules() -> Vec<Rule> {
         Rule {
             name: "collapse_int_affine",
             find: scale::collapse_int_affine,
+        },
+        Rule {
+            name: "collapse_affine_epilogue",
+            find: scale::collapse_affine_epilogue,
         },
         Rule {
             name: "sign_through_movement",

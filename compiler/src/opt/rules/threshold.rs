@@ -209,6 +209,31 @@ fn evaluate(
     Some((signs.as_int()?.to_vec(), trail))
 }
 
+/// The value of `steps(x)` for `x` of element type `elem` and dims `[rows, c]`
+/// holding `data`, computed by the reference interpreter.
+pub fn eval_chain(
+    steps: &[Step],
+    elem: ElemType,
+    rows: usize,
+    c: usize,
+    data: Vec<i32>,
+) -> Option<Tensor> {
+    let mut cur = Tensor::int(elem, vec![rows, c], data);
+    for s in steps {
+        let args: Vec<&Tensor> = s
+            .consts
+            .iter()
+            .map(|k| k.as_deref().unwrap_or(&cur))
+            .collect();
+        let next = bnnc_runtime::ops::eval(&s.op, &args).ok()?;
+        if next.numel() != rows * c {
+            return None;
+        }
+        cur = next;
+    }
+    Some(cur)
+}
+
 /// Per-channel state while scanning a channel's values in increasing order.
 #[derive(Clone, Copy)]
 struct Scan {
@@ -390,6 +415,19 @@ pub fn cached_thresholds(
     elem: ElemType,
     ranges: &[Interval],
 ) -> Option<Thresholds> {
+    let key = chain_key(steps, elem, ranges);
+    let cache = &egraph.analysis.fold_cache;
+    if let Some(r) = cache.lock().expect("lock").get(&key) {
+        return r.clone();
+    }
+    let r = chain_thresholds(steps, elem, ranges);
+    cache.lock().expect("lock").insert(key, r.clone());
+    r
+}
+
+/// A key that identifies a chain exactly: the accumulator's element type and
+/// ranges, and every step's op, position and constants (f32 by bits).
+pub fn chain_key(steps: &[Step], elem: ElemType, ranges: &[Interval]) -> Vec<u8> {
     let mut key = format!("{elem}|{ranges:?}").into_bytes();
     for s in steps {
         key.extend_from_slice(format!("|{:?}@{}", s.op, s.pos).as_bytes());
@@ -405,13 +443,7 @@ pub fn cached_thresholds(
             }
         }
     }
-    let cache = &egraph.analysis.fold_cache;
-    if let Some(r) = cache.lock().expect("lock").get(&key) {
-        return r.clone();
-    }
-    let r = chain_thresholds(steps, elem, ranges);
-    cache.lock().expect("lock").insert(key, r.clone());
-    r
+    key
 }
 
 /// The threshold form of `sign(y)` for the first chain into `y` that `accept`s
