@@ -135,7 +135,18 @@ ry = replicate(y, times=2)
 s12 = sign(ry)
 quarter = [0.25]: f32[1]
 xnor = mul(ya, quarter)
-output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor
+ry2 = relu(y)
+plus = sign(ry2)
+wd = @wd: f32[4, 16]
+wdb = sign(wd)
+dd = dense(plus, wdb)
+gd = @bnd.gamma: f32[4]
+bd = @bnd.beta: f32[4]
+md = @bnd.mean: f32[4]
+vd = @bnd.var: f32[4]
+nd = batchnorm(dd, gd, bd, md, vd)
+s13 = sign(nd)
+output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor, s13
 ";
 
 #[test]

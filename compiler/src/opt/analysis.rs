@@ -179,6 +179,9 @@ pub struct Data {
     /// For integer types: one interval per channel (last dimension; one for
     /// scalars and for tensors whose last dimension is the batch).
     pub range: Option<Arc<Vec<Interval>>>,
+    /// No element is ever `< 0` (f32 NaN, -0.0 and +0.0 allowed; see
+    /// [`never_negative`]). `sign` of such a value is +1 everywhere.
+    pub never_negative: bool,
 }
 
 /// The analysis state: model input types and the constant table.
@@ -338,20 +341,24 @@ impl BnnAnalysis {
             NodeOp::Input(i) => {
                 let ty = egraph.analysis.inputs[*i as usize].clone();
                 let range = Interval::of_elem(ty.elem).map(|iv| Arc::new(uniform(&ty, iv)));
+                let never_negative = ranges_nonneg(range.as_deref());
                 Data {
                     ty,
                     konst: None,
                     range,
+                    never_negative,
                 }
             }
             NodeOp::Const(c) => {
                 let t = egraph.analysis.tensor(*c).clone();
                 let ty = TensorType::fixed(t.elem, &t.dims);
                 let range = const_ranges(&t).map(Arc::new);
+                let never_negative = const_never_negative(&t);
                 Data {
                     ty,
                     konst: Some(t),
                     range,
+                    never_negative,
                 }
             }
             NodeOp::Op(k) => {
@@ -379,9 +386,74 @@ impl BnnAnalysis {
                         .unwrap_or_else(|| uniform(&ty, Interval::of_elem(ty.elem).expect("int")));
                     Some(Arc::new(r))
                 };
-                Data { ty, konst, range }
+                // Integer results may wrap: only their ranges tell.
+                let never_negative = match &konst {
+                    Some(t) => const_never_negative(t),
+                    None if ty.elem.is_integer() => ranges_nonneg(range.as_deref()),
+                    None => never_negative(op, &kids),
+                };
+                Data {
+                    ty,
+                    konst,
+                    range,
+                    never_negative,
+                }
             }
         }
+    }
+}
+
+/// True when every interval of `r` (an integer value's ranges) is `>= 0`.
+fn ranges_nonneg(r: Option<&Vec<Interval>>) -> bool {
+    r.is_some_and(|r| !r.is_empty() && r.iter().all(|iv| iv.lo >= 0))
+}
+
+/// No element of `t` is `< 0`.
+fn const_never_negative(t: &Tensor) -> bool {
+    match &t.data {
+        TensorData::F32(v) => v.iter().all(|x| x.is_nan() || *x >= 0.0),
+        TensorData::Int(v) => v.iter().all(|&x| x >= 0),
+    }
+}
+
+/// True ("never negative") when no element of the f32 result `op(kids)` can be
+/// `< 0`, because the op's definition (`bnnc_ir::op`) rules it out:
+/// - `relu` gives `x > 0`, NaN or +0.0; `sigmoid` `1 / (1 + exp(-x))` is in
+///   [0, 1] or NaN; `softmax` divides non-negative exponentials by their sum;
+/// - `clip(min >= 0, max >= 0)` is `min(max(x, a), b)`: NaN or a value >= 0;
+/// - `add`, `mul`, f32 `conv2d` / `dense` of never-negative operands: sums and
+///   products of values >= 0 (or NaN: `0 * inf`, never `-inf + inf`) are >= 0
+///   or NaN, a sum starting from +0.0; padding contributes nothing;
+/// - pooling, concat, replicate, shuffle, flatten, reshape copy or average
+///   never-negative elements;
+/// - `dequantize` of q >= zero_point with scale >= 0 is `(q - zp) * scale`.
+///
+/// Integer results are decided by their ranges instead (they may wrap).
+pub fn never_negative(op: &Op, kids: &[&Data]) -> bool {
+    let all = || kids.iter().all(|d| d.never_negative);
+    match op {
+        Op::Relu | Op::Sigmoid | Op::Softmax { .. } => true,
+        Op::Clip { min, max } => *min >= 0.0 && *max >= 0.0,
+        Op::Add
+        | Op::Mul
+        | Op::Dense
+        | Op::Conv2d(_)
+        | Op::MaxPool2d(_)
+        | Op::AvgPool2d(_)
+        | Op::GlobalAvgPool
+        | Op::Concat { .. }
+        | Op::Replicate { .. }
+        | Op::ChannelShuffle { .. }
+        | Op::Flatten
+        | Op::Reshape { .. } => all(),
+        Op::Dequantize { scale, zero_point } => {
+            *scale >= 0.0
+                && kids[0]
+                    .range
+                    .as_deref()
+                    .is_some_and(|r| r.iter().all(|iv| iv.lo >= *zero_point as i64))
+        }
+        _ => false,
     }
 }
 
@@ -390,6 +462,8 @@ fn op_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> 
     let c = chan_count(ty);
     let r0 = kids.first().and_then(|d| d.range.as_deref());
     Some(match op {
+        // sign(v) is -1 iff v < 0, which never happens.
+        Op::Sign { .. } if kids[0].never_negative => uniform(ty, Interval::point(1)),
         Op::Sign { .. } => uniform(ty, Interval::new(-1, 1, 2)),
         Op::Ternarize { .. } => uniform(ty, Interval::new(-1, 1, 1)),
         Op::Threshold => {
@@ -606,6 +680,12 @@ impl Analysis<ENode> for BnnAnalysis {
             (Some(_), None) => changed_b = true,
             _ => {}
         }
+        if b.never_negative && !a.never_negative {
+            a.never_negative = true;
+            changed_a = true;
+        } else if a.never_negative && !b.never_negative {
+            changed_b = true;
+        }
         match (&mut a.range, b.range) {
             (Some(ra), Some(rb)) if ra.len() == rb.len() && *ra != rb => {
                 let mut merged = ra.to_vec();
@@ -666,6 +746,56 @@ mod tests {
             Interval::new(-6, 0, 2)
         );
         assert_eq!(Interval::new(0, 1 << 40, 1).fit_i32(), I32_FULL);
+    }
+
+    /// sign of a value known non-negative is +1: the analysis gives the
+    /// `sign` class the range {+1} in every channel (sign(v) is -1 iff v < 0;
+    /// relu, sigmoid and sums/products/pools of them are never < 0, NaN and
+    /// -0.0 included), and a binary dense over it the constant row sums.
+    #[test]
+    fn sign_of_nonnegative() {
+        use crate::opt::rules::testing::*;
+        let ty = TensorType::new(ElemType::F32, vec![Dim::Batch, Dim::Fixed(3)]);
+        let mut eg = egraph(&[ty.clone(), ty]);
+        let x = input(&mut eg, 0);
+        let y = input(&mut eg, 1);
+        let sign = |eg: &mut BnnGraph, v| op(eg, Op::Sign { estimator: None }, &[v]);
+        let r = op(&mut eg, Op::Relu, &[x]);
+        let g = op(&mut eg, Op::Sigmoid, &[y]);
+        let sum = op(&mut eg, Op::Add, &[r, g]);
+        let clipped = op(&mut eg, Op::Clip { min: 0.0, max: 6.0 }, &[x]);
+        let s_relu = sign(&mut eg, r);
+        let s_sum = sign(&mut eg, sum);
+        let s_clip = sign(&mut eg, clipped);
+        let s_x = sign(&mut eg, x);
+        let neg = op(&mut eg, Op::Sub, &[r, g]);
+        let s_neg = sign(&mut eg, neg);
+        let w = konst(
+            &mut eg,
+            Tensor::int(ElemType::B1, vec![2, 3], vec![1, 1, -1, -1, -1, -1]),
+        );
+        let d = op(&mut eg, Op::Dense, &[s_relu, w]);
+        eg.rebuild();
+        let plus_one = vec![Interval::point(1); 3];
+        for s in [s_relu, s_sum, s_clip] {
+            assert_eq!(eg[s].data.range.as_deref(), Some(&plus_one));
+        }
+        let both = vec![Interval::new(-1, 1, 2); 3];
+        for s in [s_x, s_neg] {
+            assert_eq!(eg[s].data.range.as_deref(), Some(&both));
+        }
+        assert_eq!(
+            eg[d].data.range.as_deref(),
+            Some(&vec![Interval::point(1), Interval::point(-3)])
+        );
+        // The fact is what the interpreter computes, NaN and -0.0 included.
+        let v = Tensor::f32(
+            vec![2, 3],
+            vec![f32::NAN, -0.0, -5.0, f32::NEG_INFINITY, 0.0, 2.0],
+        );
+        let relu = bnnc_runtime::ops::eval(&Op::Relu, &[&v]).unwrap();
+        let s = bnnc_runtime::ops::eval(&Op::Sign { estimator: None }, &[&relu]).unwrap();
+        assert!(s.as_int().unwrap().iter().all(|&b| b == 1));
     }
 
     #[test]
