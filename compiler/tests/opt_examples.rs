@@ -170,27 +170,27 @@ fn repconv_example_never_stores_the_replicated_tensor() {
 }
 
 /// RepConv on the corpus model: convs and a dense over replicated binary
-/// inputs, and thresholds over replicated accumulators (one accumulator
-/// against several threshold sets), all without a buffer for any replicated
-/// tensor or any accumulator that is thresholded. (`hr` replicates `h`, a
-/// model output that is stored anyway; its threshold runs as its own kernel
-/// over a stored replicate.)
+/// and float inputs, and thresholds over replicated accumulators (one
+/// accumulator against several threshold sets), all without a buffer for any
+/// replicated tensor or any accumulator that is thresholded. `hr` replicates
+/// `h`, a model output that is stored anyway: its threshold reads `h` once
+/// per value against the three sets.
 #[test]
 fn repconv_corpus_model_computes_replication_once() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/repconv.ir");
     let o = opt(&p);
     let (plan, kernels) = plan_and_kernels(&o.model);
-    for never in ["xr", "vr", "c2", "c2r", "c3", "c3r", "ur", "zr"] {
+    for never in ["xr", "vr", "c2", "c2r", "c3", "c3r", "hr", "fr2", "ur", "zr"] {
         assert!(
             plan.iter()
                 .all(|w| w != never && !w.starts_with(&format!("{never}."))),
             "a buffer for `{never}`: {plan:?}"
         );
     }
-    // Only `hr` and the replicate of the float sign (`yf`, a model output)
-    // run as kernels; the thresholds of `y2` and `y3` are fused.
-    let reps = kernels.iter().filter(|k| k.contains("replicate")).count();
-    assert_eq!(reps, 2, "{kernels:?}");
-    let thresholds = kernels.iter().filter(|k| k.ends_with("threshold")).count();
-    assert_eq!(thresholds, 1, "{kernels:?}");
+    // Only the replicate of the float sign (`yf`, a model output) runs as a
+    // kernel; the thresholds of `y2` and `y3` are fused into their convs.
+    let count = |suffix: &str| kernels.iter().filter(|k| k.ends_with(suffix)).count();
+    assert_eq!(count("replicate"), 1, "{kernels:?}");
+    assert_eq!(count("threshold"), 0, "{kernels:?}");
+    assert_eq!(count("threshold_replicated"), 2, "{kernels:?}");
 }

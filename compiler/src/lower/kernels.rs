@@ -531,9 +531,6 @@ fn threshold(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
         return Err(cx.unsupported(v, &[]));
     }
     let shared = t.dims[0] == 1;
-    let src = cx.numeric(ins[0])?;
-    let st = cx.buf_storage(src);
-    let float = st == Storage::F32;
     let tdata = match &t.data {
         TensorData::F32(x) => cx.data_f32("thresholds", x),
         TensorData::Int(x) => cx.data_i32("thresholds", x),
@@ -542,15 +539,13 @@ fn threshold(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
         .flatten()
         .and_then(|d| d.as_int().map(|x| x.to_vec()))
         .map(|d| cx.data_i32("dir", &d));
-    pack(cx, "threshold", out, vec![src], move |_, p, idx, ch| {
+    // i8 1 where value `x` of output channel `ch` passes no threshold.
+    let negative = move |float: bool, x: Expr, ch: Expr| {
         let ti = if shared { i64c(0) } else { ch.clone() };
-        let (x, th) = if float {
-            (load(Ty::F32, at4(&p[0], idx)), load_data_f32(tdata, ti))
+        let th = if float {
+            load_data_f32(tdata, ti)
         } else {
-            (
-                load(Ty::I32, at4(&p[0], idx)),
-                load(Ty::I32, at4(&Expr::DataAddr(tdata), ti)),
-            )
+            load(Ty::I32, at4(&Expr::DataAddr(tdata), ti))
         };
         let (ge, le) = if float {
             (
@@ -571,7 +566,69 @@ fn threshold(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
             }
         };
         cmp(CmpOp::Eq, passed, Expr::Int(0, Ty::I8))
+    };
+    if let Some((srcv, times)) = cx.read_through.get(&ins[0]).copied() {
+        return threshold_replicated(cx, srcv, times, out, negative);
+    }
+    let src = cx.numeric(ins[0])?;
+    let float = cx.buf_storage(src) == Storage::F32;
+    pack(cx, "threshold", out, vec![src], move |_, p, idx, ch| {
+        let ty = if float { Ty::F32 } else { Ty::I32 };
+        negative(float, load(ty, at4(&p[0], idx)), ch)
     });
+    Ok(())
+}
+
+/// `threshold(replicate(x0, times), ..)` reading x0 directly: each value of
+/// x0 (channel c of C0) is loaded once and compared against the thresholds of
+/// every output channel `r*C0 + c` that copies it, one bit each; the
+/// replicated tensor is never stored.
+fn threshold_replicated(
+    cx: &mut Cx,
+    x0: ValueId,
+    times: usize,
+    out: usize,
+    negative: impl Fn(bool, Expr, Expr) -> Expr,
+) -> R {
+    let src = cx.numeric(x0)?;
+    let float = cx.buf_storage(src) == Storage::F32;
+    let ty = cx.buf_ty(out).clone();
+    let (rows, c) = rows_cols(&ty);
+    let c0 = c / times;
+    let owords = Storage::words(c);
+    let (mut fb, batch, p) = cx.begin("threshold_replicated", 2);
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("row", rows, |fb, r| {
+            let row = fb.let_("row", Ty::I64, add(mul(n.clone(), c64(rows)), r));
+            fb.for_n("w", owords, |fb, w| {
+                fb.store(at8(&p[1], add(mul(row.clone(), c64(owords)), w)), i64c(0))
+            });
+            fb.for_n("c", c0, |fb, ch0| {
+                let x = fb.let_(
+                    "x",
+                    if float { Ty::F32 } else { Ty::I32 },
+                    load(
+                        if float { Ty::F32 } else { Ty::I32 },
+                        at4(&p[0], add(mul(row.clone(), c64(c0)), ch0.clone())),
+                    ),
+                );
+                for r in 0..times {
+                    let ch = if r == 0 {
+                        ch0.clone()
+                    } else {
+                        add(ch0.clone(), c64(r * c0))
+                    };
+                    let word = at8(
+                        &p[1],
+                        add(mul(row.clone(), c64(owords)), shru(ch.clone(), i64c(6))),
+                    );
+                    let bit = shl(flag64(negative(float, x.clone(), ch.clone())), ch);
+                    fb.store(word.clone(), or(load(Ty::I64, word), bit));
+                }
+            });
+        })
+    });
+    cx.end(fb, vec![src, out]);
     Ok(())
 }
 
@@ -746,9 +803,11 @@ pub(crate) fn fusable(cx: &Cx, v: ValueId, users: &[Vec<ValueId>]) -> Vec<ValueI
 }
 
 /// Is `v` a `b1` or `f32` `replicate` that only conv (one group) / dense
-/// kernels read, as their input? Those kernels then read its source with the
-/// weights of each replica (see [`conv_b1`], [`conv_f32`]), and the
-/// replicated tensor is never stored. Returns (source, times).
+/// kernels read, as their input, or an `i32` / `f32` one that only
+/// thresholds read? Those kernels then read its source (with the weights of
+/// each replica, see [`conv_b1`], [`conv_f32`]; against each replica's
+/// thresholds, see [`threshold_replicated`]), and the replicated tensor is
+/// never stored. Returns (source, times).
 pub(crate) fn replicate_read_through(
     cx: &Cx,
     v: ValueId,
@@ -760,10 +819,25 @@ pub(crate) fn replicate_read_through(
         return None;
     };
     let elem = cx.model.ty(v).elem;
-    if !matches!(elem, ElemType::B1 | ElemType::F32)
-        || g.outputs.contains(&v)
-        || users[v.index()].is_empty()
+    if g.outputs.contains(&v) || users[v.index()].is_empty() {
+        return None;
+    }
+    // i32 / f32 values read only by one-threshold `threshold`s (constant
+    // parameters): see [`threshold_replicated`].
+    if matches!(elem, ElemType::I32 | ElemType::F32)
+        && users[v.index()].iter().all(|&u| {
+            let un = g.node(u);
+            matches!(un.op, Op::Threshold)
+                && un.inputs[0] == v
+                && cx.model.ty(u).elem == ElemType::B1
+                && un.inputs[1..]
+                    .iter()
+                    .all(|&i| i != v && cx.constant(i).is_some())
+        })
     {
+        return Some((n.inputs[0], times));
+    }
+    if !matches!(elem, ElemType::B1 | ElemType::F32) {
         return None;
     }
     let ok = users[v.index()].iter().all(|&u| {

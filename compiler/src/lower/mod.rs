@@ -319,6 +319,10 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
             for acc in kernels::fusable(&cx, v, &users) {
                 cx.fused.insert(acc);
             }
+        }
+    }
+    for v in g.ids() {
+        if cx.consts[v.index()].is_none() && !cx.fused.contains(&v) {
             if let Some(src) = kernels::replicate_read_through(&cx, v, &users) {
                 cx.read_through.insert(v, src);
             }
