@@ -180,7 +180,9 @@ fn repconv_corpus_model_computes_replication_once() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/repconv.ir");
     let o = opt(&p);
     let (plan, kernels) = plan_and_kernels(&o.model);
-    for never in ["xr", "vr", "c2", "c2r", "c3", "c3r", "hr", "fr2", "ur", "zr"] {
+    for never in [
+        "xr", "vr", "c2", "c2r", "c3", "c3r", "hr", "fr2", "ur", "zr",
+    ] {
         assert!(
             plan.iter()
                 .all(|w| w != never && !w.starts_with(&format!("{never}."))),
@@ -193,4 +195,90 @@ fn repconv_corpus_model_computes_replication_once() {
     assert_eq!(count("replicate"), 1, "{kernels:?}");
     assert_eq!(count("threshold"), 0, "{kernels:?}");
     assert_eq!(count("threshold_replicated"), 2, "{kernels:?}");
+}
+
+/// Threshold across data movement, end to end: batchnorm + sign after a
+/// channel concat of two binary convs (GhostNet / PalQuant style) and after a
+/// channel shuffle become one threshold per conv, each fused into its conv's
+/// kernel (no accumulator buffer), and the movement carries bits.
+#[test]
+fn thresholds_after_concat_and_shuffle_fuse_into_the_convs() {
+    let src = "model ghost
+weights \"ghost.safetensors\"
+input x: b1[N, 6, 6, 64]
+wa = @wa: b1[48, 3, 3, 64]
+a = conv2d(x, wa, padding=1, pad_value=+1)
+wb = @wb: b1[16, 1, 1, 64]
+b = conv2d(x, wb)
+cat = concat(a, b, axis=-1)
+sh = channel_shuffle(cat, groups=4)
+g = @bn.gamma: f32[64]
+be = @bn.beta: f32[64]
+m = @bn.mean: f32[64]
+v = @bn.var: f32[64]
+n = batchnorm(sh, g, be, m, v)
+y = sign(n)
+wn = @wn: b1[8, 3, 3, 64]
+z = conv2d(y, wn, padding=1, pad_value=+1)
+output z
+";
+    let graph = bnnc_ir::text::parse(src).unwrap();
+    let types = bnnc_ir::verify::verify(&graph).unwrap();
+    let w = bnnc::init::init_weights(
+        &graph,
+        &types,
+        bnnc::init::InitOptions {
+            seed: 3,
+            random_stats: true,
+        },
+    )
+    .unwrap();
+    let m = Model::from_graph(graph, Some(&w), Path::new("ghost.ir")).unwrap();
+    let o = optimize(&m).unwrap();
+    eprintln!("{}{}", o.report, o.text());
+    let g = &o.model.graph;
+    let fired = |r: &str| o.report.fired.iter().any(|(k, n)| k == r && *n > 0);
+    assert!(fired("threshold_through_shuffle") && fired("threshold_through_concat"));
+    // Every threshold reads a conv directly; no float op is left.
+    let mut thresholds = 0;
+    for v in g.ids() {
+        let n = g.node(v);
+        assert!(
+            !matches!(n.op, Op::BatchNorm { .. } | Op::Sign { .. }),
+            "{} left",
+            n.op.name()
+        );
+        if matches!(n.op, Op::Threshold) {
+            assert!(matches!(g.node(n.inputs[0]).op, Op::Conv2d(_)));
+            thresholds += 1;
+        }
+    }
+    assert_eq!(thresholds, 2);
+    let (plan, kernels) = plan_and_kernels(&o.model);
+    assert!(
+        plan.iter().all(|w| w != "a" && w != "b"),
+        "accumulators are never stored: {plan:?}"
+    );
+    assert!(
+        !kernels.iter().any(|k| k.ends_with("threshold")),
+        "{kernels:?}"
+    );
+    // And the interpreter agrees with the original.
+    let mut rng = 1u64;
+    let words: Vec<i32> = (0..2 * 6 * 6 * 64)
+        .map(|_| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if rng >> 63 == 1 {
+                1
+            } else {
+                -1
+            }
+        })
+        .collect();
+    let x = bnnc_ir::Tensor::int(ElemType::B1, vec![2, 6, 6, 64], words);
+    let want = bnnc_runtime::run(&m, std::slice::from_ref(&x)).unwrap();
+    let got = bnnc_runtime::run(&o.model, &[x]).unwrap();
+    assert_eq!(got[0].as_int(), want[0].as_int());
 }
