@@ -190,9 +190,11 @@ fn repconv_corpus_model_computes_replication_once() {
         );
     }
     // Only the replicate of the float sign (`yf`, a model output) runs as a
-    // kernel; the thresholds of `y2` and `y3` are fused into their convs.
+    // kernel, moving packed bits; the thresholds of `y2` and `y3` are fused
+    // into their convs.
     let count = |suffix: &str| kernels.iter().filter(|k| k.ends_with(suffix)).count();
-    assert_eq!(count("replicate"), 1, "{kernels:?}");
+    assert_eq!(count("replicate"), 0, "{kernels:?}");
+    assert_eq!(count("move_b1"), 1, "{kernels:?}");
     assert_eq!(count("threshold"), 0, "{kernels:?}");
     assert_eq!(count("threshold_replicated"), 2, "{kernels:?}");
 }
@@ -258,6 +260,17 @@ output z
     assert!(
         plan.iter().all(|w| w != "a" && w != "b"),
         "accumulators are never stored: {plan:?}"
+    );
+    // The concat and the shuffle move packed bits (no unpacked copies).
+    assert!(
+        plan.iter()
+            .all(|w| !w.ends_with(".i32") && !w.ends_with(".unpacked")),
+        "{plan:?}"
+    );
+    assert_eq!(
+        kernels.iter().filter(|k| k.ends_with("move_b1")).count(),
+        2,
+        "{kernels:?}"
     );
     assert!(
         !kernels.iter().any(|k| k.ends_with("threshold")),

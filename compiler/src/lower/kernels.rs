@@ -210,6 +210,9 @@ pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
         | Op::Flatten
         | Op::Reshape { .. } => {
             if out_elem == ElemType::B1 {
+                if let Some(r) = channel_move_b1(cx, &node.op, &ins, out) {
+                    return r;
+                }
                 // Move ±1 values as i32, then pack.
                 let ty = TensorType::new(ElemType::I32, cx.model.ty(v).shape.clone());
                 let tmp = cx.temp(format!("{}.i32", node.name), ty)?;
@@ -1605,6 +1608,110 @@ fn global_avgpool(cx: &mut Cx, _v: ValueId, x: ValueId, out: usize) -> R {
     });
     cx.end(fb, vec![src, out]);
     Ok(())
+}
+
+/// How one operand's channels land in the output of a channel move.
+#[derive(Clone, Copy)]
+enum ChannelMap {
+    /// Channel c goes to `offset + c` (concat along channels).
+    Offset(usize),
+    /// Channel `k*m + i` goes to `i*g + k` (channel_shuffle, C = g*m).
+    Shuffle { g: usize, m: usize },
+    /// Channel c goes to `r*C0 + c` for every replica r < times (replicate).
+    Replicate { times: usize },
+}
+
+/// `concat` along channels, `channel_shuffle` and `replicate` of packed `b1`
+/// values, bit by bit on the packed words (no unpacked copy): each output row
+/// is cleared, then every source bit is or'ed in at its output channel.
+/// `None` for other movements (they go through i32).
+fn channel_move_b1(cx: &mut Cx, op: &Op, ins: &[ValueId], out: usize) -> Option<R> {
+    let oty = cx.buf_ty(out).clone();
+    let rank = oty.rank() as i64;
+    let chans = |cx: &Cx, x: ValueId| rows_cols(cx.model.ty(x)).1;
+    let maps: Vec<(usize, ChannelMap)> = match op {
+        Op::Concat { axis } if (if *axis < 0 { axis + rank } else { *axis }) == rank - 1 => {
+            let mut off = 0;
+            ins.iter()
+                .map(|&x| {
+                    let c = chans(cx, x);
+                    off += c;
+                    (c, ChannelMap::Offset(off - c))
+                })
+                .collect()
+        }
+        Op::ChannelShuffle { groups } => {
+            let c = chans(cx, ins[0]);
+            vec![(
+                c,
+                ChannelMap::Shuffle {
+                    g: *groups,
+                    m: c / groups,
+                },
+            )]
+        }
+        Op::Replicate { times } => {
+            vec![(chans(cx, ins[0]), ChannelMap::Replicate { times: *times })]
+        }
+        _ => return None,
+    };
+    Some((|| {
+        let srcs = ins
+            .iter()
+            .map(|&x| cx.operand(x))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (rows, c) = rows_cols(&oty);
+        let owords = Storage::words(c);
+        let k = srcs.len();
+        let (mut fb, batch, p) = cx.begin("move_b1", k + 1);
+        fb.for_("n", i64c(0), samples(&oty, &batch), |fb, n| {
+            fb.for_n("row", rows, |fb, r| {
+                let row = fb.let_("row", Ty::I64, add(mul(n.clone(), c64(rows)), r));
+                fb.for_n("w", owords, |fb, w| {
+                    fb.store(at8(&p[k], add(mul(row.clone(), c64(owords)), w)), i64c(0))
+                });
+                for (i, &(ci, map)) in maps.iter().enumerate() {
+                    let wi = Storage::words(ci);
+                    // Or's source channel `q` in at output channel `ch`.
+                    let put = |fb: &mut Fb, q: Expr, ch: Expr| {
+                        let sw = load(
+                            Ty::I64,
+                            at8(
+                                &p[i],
+                                add(mul(row.clone(), c64(wi)), shru(q.clone(), i64c(6))),
+                            ),
+                        );
+                        let bit = and(shru(sw, q), i64c(1));
+                        let word = at8(
+                            &p[k],
+                            add(mul(row.clone(), c64(owords)), shru(ch.clone(), i64c(6))),
+                        );
+                        fb.store(word.clone(), or(load(Ty::I64, word), shl(bit, ch)));
+                    };
+                    match map {
+                        ChannelMap::Offset(off) => fb.for_n("c", ci, |fb, q| {
+                            put(fb, q.clone(), add(q, c64(off)));
+                        }),
+                        ChannelMap::Shuffle { g, m } => fb.for_n("k", g, |fb, kk| {
+                            fb.for_n("i", m, |fb, ii| {
+                                let q = add(mul(kk.clone(), c64(m)), ii.clone());
+                                put(fb, q, add(mul(ii, c64(g)), kk.clone()));
+                            })
+                        }),
+                        ChannelMap::Replicate { times } => fb.for_n("r", times, |fb, rr| {
+                            fb.for_n("c", ci, |fb, q| {
+                                put(fb, q.clone(), add(mul(rr.clone(), c64(ci)), q));
+                            })
+                        }),
+                    }
+                }
+            })
+        });
+        let mut args = srcs;
+        args.push(out);
+        cx.end(fb, args);
+        Ok(())
+    })())
 }
 
 /// Data movement on numeric (f32 / i32) buffers: concat, replicate,
