@@ -97,14 +97,18 @@ pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
         },
         Op::Threshold => threshold(cx, v, &ins, out),
         Op::Conv2d(attrs) => match (elem(0), elem(1)) {
-            (ElemType::B1, ElemType::B1) => conv_b1(cx, v, &ins, attrs, out, Epilogue::Acc),
+            (ElemType::B1, ElemType::B1 | ElemType::Ternary) => {
+                conv_b1(cx, v, &ins, attrs, out, Epilogue::Acc)
+            }
             (ElemType::F32, ElemType::F32 | ElemType::B1 | ElemType::Ternary) => {
                 conv_f32(cx, v, &ins, attrs, out)
             }
             _ => Err(cx.unsupported(v, &[])),
         },
         Op::Dense => match (elem(0), elem(1)) {
-            (ElemType::B1, ElemType::B1) => dense_b1(cx, v, &ins, out, Epilogue::Acc),
+            (ElemType::B1, ElemType::B1 | ElemType::Ternary) => {
+                dense_b1(cx, v, &ins, out, Epilogue::Acc)
+            }
             (ElemType::F32, ElemType::F32 | ElemType::B1 | ElemType::Ternary) => {
                 dense_f32(cx, v, &ins, out)
             }
@@ -751,14 +755,18 @@ fn fused_threshold(
     }
 }
 
-/// True when `acc` is a binary conv/dense (`b1 x b1`, constant weights) whose
+/// True when `acc` is a binary conv/dense (`b1 x b1` or `b1 x ternary`,
+/// constant weights) whose
 /// only use is one operand of one node, and not a model output.
 fn binary_dot_used_once(cx: &Cx, acc: ValueId, users: &[Vec<ValueId>]) -> bool {
     let g = &cx.model.graph;
     let a = g.node(acc);
     matches!(a.op, Op::Dense | Op::Conv2d(_))
         && cx.model.ty(a.inputs[0]).elem == ElemType::B1
-        && cx.model.ty(a.inputs[1]).elem == ElemType::B1
+        && matches!(
+            cx.model.ty(a.inputs[1]).elem,
+            ElemType::B1 | ElemType::Ternary
+        )
         && cx.constant(a.inputs[1]).is_some()
         && cx.constant(acc).is_none()
         && users[acc.index()].len() == 1
@@ -856,7 +864,7 @@ pub(crate) fn replicate_read_through(
         let welem = cx.model.ty(un.inputs[1]).elem;
         // The kernels that read through: b1 x b1 and f32 x {f32, b1, ternary}.
         let kernel = match elem {
-            ElemType::B1 => welem == ElemType::B1,
+            ElemType::B1 => matches!(welem, ElemType::B1 | ElemType::Ternary),
             _ => matches!(welem, ElemType::F32 | ElemType::B1 | ElemType::Ternary),
         };
         kernel
@@ -958,10 +966,21 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
     let (o, k) = (w.dims[0], w.dims[1]);
     let (x, reps, c0) = dot_input(cx, ins[0])?;
     let words = Storage::words(c0);
+    let wv = w.as_int().unwrap_or(&[]);
     // Row (o, r) holds replica r's slice w[o, r*C0 .. (r+1)*C0]: the row-major
     // weights seen as `o*reps` rows of C0 channels.
-    let packed = pack_bits(w.as_int().unwrap_or(&[]), o * reps, c0);
+    let packed = pack_bits(wv, o * reps, c0);
     let wd = cx.data_u64("dense_w_packed", &packed);
+    // Ternary weights: a second plane with the nonzero positions, and per
+    // output the count of nonzero weights (which replaces K).
+    let tern = (w.elem == ElemType::Ternary).then(|| {
+        let (mask, counts) = ternary_planes(wv, o, k);
+        let m = pack_bits(&mask, o * reps, c0);
+        (
+            cx.data_u64("dense_w_nonzero", &m),
+            cx.data_i32("dense_w_count", &counts),
+        )
+    });
     let ty = cx.buf_ty(out).clone();
     let (mut fb, batch, p) = cx.begin("dense_b1", 2);
     let acc = fb.var("pc", Ty::I64);
@@ -982,11 +1001,13 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
                     Ty::I64,
                     at8(&p[0], add(mul(n.clone(), c64(words)), wi.clone())),
                 );
-                let ww = load(
-                    Ty::I64,
-                    at8(&Expr::DataAddr(wd), add(mul(row, c64(words)), wi)),
-                );
-                fb.assign(acc, add(var(acc), un(UnOp::Popcnt, xor(xw, ww))));
+                let wi = add(mul(row, c64(words)), wi);
+                let ww = load(Ty::I64, at8(&Expr::DataAddr(wd), wi.clone()));
+                let mut t = xor(xw, ww);
+                if let Some((nz, _)) = tern {
+                    t = and(t, load(Ty::I64, at8(&Expr::DataAddr(nz), wi)));
+                }
+                fb.assign(acc, add(var(acc), un(UnOp::Popcnt, t)));
             };
             if reps == 1 {
                 fb.for_n("w", words, |fb, wi| word(fb, oi.clone(), wi));
@@ -996,7 +1017,11 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
                     fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi));
                 });
             }
-            let y = to_i32(sub(c64(k), mul(i64c(2), var(acc))));
+            let terms = match tern {
+                Some((_, cnt)) => to_i64(load(Ty::I32, at4(&Expr::DataAddr(cnt), oi.clone()))),
+                None => c64(k),
+            };
+            let y = to_i32(sub(terms, mul(i64c(2), var(acc))));
             match epi {
                 Epilogue::Acc => fb.store(at4(&p[1], add(mul(n.clone(), c64(o)), oi)), y),
                 Epilogue::Bits(thr) => {
@@ -1007,6 +1032,17 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
     });
     cx.end(fb, vec![x, out]);
     Ok(())
+}
+
+/// For ternary weights `[rows, k]` (row-major): -1 where a weight is nonzero
+/// (packed, this is the plane of nonzero positions) and +1 elsewhere, and per
+/// row the number of nonzero weights.
+fn ternary_planes(w: &[i32], rows: usize, k: usize) -> (Vec<i32>, Vec<i32>) {
+    let mask = w.iter().map(|&t| if t != 0 { -1 } else { 1 }).collect();
+    let counts = (0..rows)
+        .map(|r| w[r * k..(r + 1) * k].iter().filter(|&&t| t != 0).count() as i32)
+        .collect();
+    (mask, counts)
 }
 
 /// Geometry shared by the convolution kernels.
@@ -1235,7 +1271,12 @@ fn conv_b1(
         ));
     }
     let words = Storage::words(c0);
+    let tern = w.elem == ElemType::Ternary;
     let mut wfull = vec![0u64; g.o * g.kh * g.kw * reps * words];
+    // Ternary weights: the nonzero positions (same layout) and per tap the
+    // number of nonzero weights, which replaces Cg.
+    let mut nzfull = vec![0u64; if tern { wfull.len() } else { 0 }];
+    let mut cnttab = vec![0i32; if tern { g.o * g.kh * g.kw } else { 0 }];
     let mut padtab = vec![0i32; g.o * g.kh * g.kw];
     let pad = attrs.effective_pad();
     for o in 0..g.o {
@@ -1247,12 +1288,17 @@ fn conv_b1(
                 for c in 0..g.cg {
                     let val = wv[tap * g.cg + c];
                     sum += val;
+                    // Channel `full` of the (replicated) input is channel `ch`
+                    // of replica `r` of the source.
+                    let full = grp * g.cg + c;
+                    let (r, ch) = (full / c0, full % c0);
+                    let at = (tap * reps + r) * words + ch / 64;
                     if val < 0 {
-                        // Channel `full` of the (replicated) input is
-                        // channel `ch` of replica `r` of the source.
-                        let full = grp * g.cg + c;
-                        let (r, ch) = (full / c0, full % c0);
-                        wfull[(tap * reps + r) * words + ch / 64] |= 1u64 << (ch % 64);
+                        wfull[at] |= 1u64 << (ch % 64);
+                    }
+                    if tern && val != 0 {
+                        nzfull[at] |= 1u64 << (ch % 64);
+                        cnttab[tap] += 1;
                     }
                 }
                 padtab[tap] = pad.value() * sum;
@@ -1280,7 +1326,14 @@ fn conv_b1(
         .collect();
     let wd = cx.data_u64("conv_w_packed", &wfull);
     let pd = (pad != PadValue::Zero).then(|| cx.data_i32("conv_pad", &padtab));
-    let md = (g.groups > 1).then(|| cx.data_u64("conv_group_mask", &masks));
+    // The nonzero plane keeps only the group's channels too.
+    let md = (g.groups > 1 && !tern).then(|| cx.data_u64("conv_group_mask", &masks));
+    let tern = tern.then(|| {
+        (
+            cx.data_u64("conv_w_nonzero", &nzfull),
+            cx.data_i32("conv_w_count", &cnttab),
+        )
+    });
     let (lod, hid) = if g.groups > 1 {
         let l: Vec<i32> = lo.iter().map(|&x| x as i32).collect();
         let h: Vec<i32> = hi.iter().map(|&x| x as i32).collect();
@@ -1370,11 +1423,12 @@ fn conv_b1(
                                 Ty::I64,
                                 at8(&p[0], add(mul(pix.clone(), c64(words)), wi.clone())),
                             );
-                            let ww = load(
-                                Ty::I64,
-                                at8(&Expr::DataAddr(wd), add(mul(row, c64(words)), wi.clone())),
-                            );
+                            let at = add(mul(row, c64(words)), wi.clone());
+                            let ww = load(Ty::I64, at8(&Expr::DataAddr(wd), at.clone()));
                             let mut t = xor(xw, ww);
+                            if let Some((nz, _)) = tern {
+                                t = and(t, load(Ty::I64, at8(&Expr::DataAddr(nz), at)));
+                            }
                             if let Some(m) = md {
                                 t = and(
                                     t,
@@ -1401,7 +1455,13 @@ fn conv_b1(
                                 word(fb, tap.clone(), wi)
                             });
                         }
-                        fb.assign(acc, add(var(acc), sub(c64(g.cg), mul(i64c(2), var(pc)))));
+                        let terms = match tern {
+                            Some((_, cnt)) => {
+                                to_i64(load(Ty::I32, at4(&Expr::DataAddr(cnt), tap.clone())))
+                            }
+                            None => c64(g.cg),
+                        };
+                        fb.assign(acc, add(var(acc), sub(terms, mul(i64c(2), var(pc)))));
                     },
                     |fb| {
                         if let Some(d) = pd {
