@@ -59,7 +59,7 @@ op names in the model (estimator=...), unless --estimator (signs of activations)
 After each epoch the test set is evaluated with running statistics, one line is \
 printed, and three files are written: the weights (by default the weights file the \
 model names, overwritten; -o writes elsewhere), the per-epoch curve as CSV and as \
-an SVG plot (by default beside the weights: <stem>.train.csv, <stem>.train.svg). \
+an SVG plot (by default beside the weights: STEM.train.csv, STEM.train.svg for weights STEM.safetensors). \
 After the last epoch the test set runs through the reference interpreter, the exact \
 meaning of the model that `bnnc compile` builds; that accuracy is printed last. The \
 same options, data and initial weights give bit-identical trained weights.";
@@ -144,10 +144,11 @@ pub struct TrainArgs {
     /// Write the trained weights here (default: the weights file the model names).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Write the per-epoch CSV here (default: beside the weights, <stem>.train.csv).
+    /// Write the per-epoch CSV here (default: beside the weights file
+    /// STEM.safetensors, STEM.train.csv).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
-    /// Write the SVG plot here (default: beside the weights, <stem>.train.svg).
+    /// Write the SVG plot here (default: beside the weights, STEM.train.svg).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
     /// No progress bar (the per-epoch lines are still printed).

@@ -464,7 +464,6 @@ pub struct Trainer {
     net: TrainModel,
     teacher: Option<(TrainModel, f32, f32)>,
     cfg: TrainConfig,
-    fit: Option<Fit>,
     states: Vec<OptState>,
     estimator_states: Vec<OptState>,
     /// Power-iteration vectors of the Lipschitz penalty, per parameter.
@@ -565,7 +564,6 @@ impl Trainer {
             net,
             teacher,
             cfg,
-            fit: None,
             states,
             estimator_states,
             spectral,
@@ -625,6 +623,12 @@ impl Trainer {
             )));
         }
         let fit = check_model_fits(&self.model, train)?;
+        if train.n == 0 {
+            return Err(TrainError::Fit {
+                model: self.model.graph.name.clone(),
+                message: "the training set is empty".into(),
+            });
+        }
         let steps = self.steps_per_epoch(train.n);
         let (n0, total) = *self.plan.get_or_insert((train.n, steps * self.cfg.epochs));
         if n0 != train.n {
@@ -632,12 +636,6 @@ impl Trainer {
                 "the training set has {} items, but earlier epochs had {n0}",
                 train.n
             )));
-        }
-        if train.n == 0 {
-            return Err(TrainError::Fit {
-                model: self.model.graph.name.clone(),
-                message: "the training set is empty".into(),
-            });
         }
         let order = epoch_order(train.n, self.cfg.seed, self.epoch);
         let batch = self.cfg.batch.min(train.n);
@@ -672,7 +670,6 @@ impl Trainer {
                 images_per_second: seen as f64 / elapsed.max(1e-9),
             }));
         }
-        self.fit = Some(fit);
         let stats = EpochStats {
             epoch: self.epoch,
             loss: loss_sum / seen.max(1) as f64,
