@@ -138,24 +138,42 @@ fn plan_and_kernels(model: &Model) -> (Vec<String>, Vec<String>) {
 }
 
 /// RepConv: the compiled repconv example (optimized or not) holds no buffer
-/// for the replicated channels: the binary conv reads `xb` once per replica
-/// with that replica's weights, and no replicate kernel runs.
+/// for the replicated channels. Unoptimized, the binary conv reads `xb` once
+/// per replica with that replica's weights; optimized, the two replicas'
+/// weights are combined into one ternary kernel (times 2) over `xb`, and no
+/// replicate is left at all.
 #[test]
 fn repconv_example_never_stores_the_replicated_tensor() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/repconv_block.ir");
     let original = Model::load(&p).unwrap();
-    for m in [original.clone(), opt(&p).model] {
+    let optimized = opt(&p).model;
+    for (m, combined) in [(original, false), (optimized, true)] {
         let g = &m.graph;
         let rep = g
             .ids()
-            .find(|&v| matches!(g.node(v).op, Op::Replicate { .. }))
-            .expect("the replicate is still in the graph");
-        let name = &g.node(rep).name;
+            .find(|&v| matches!(g.node(v).op, Op::Replicate { .. }));
         let (plan, kernels) = plan_and_kernels(&m);
-        assert!(
-            plan.iter()
-                .all(|w| w != name && !w.starts_with(&format!("{name}."))),
-            "a buffer for `{name}`: {plan:?}"
+        if let Some(rep) = rep {
+            let name = &g.node(rep).name;
+            assert!(
+                plan.iter()
+                    .all(|w| w != name && !w.starts_with(&format!("{name}."))),
+                "a buffer for `{name}`: {plan:?}"
+            );
+        }
+        assert_eq!(rep.is_none(), combined);
+        let conv = g
+            .ids()
+            .find(|&v| matches!(g.node(v).op, Op::Conv2d(_)))
+            .unwrap();
+        let w = g.node(conv).inputs[1];
+        assert_eq!(
+            m.ty(w).elem,
+            if combined {
+                ElemType::Ternary
+            } else {
+                ElemType::B1
+            }
         );
         assert!(plan.iter().any(|w| w == "xb"), "{plan:?}");
         assert!(

@@ -146,7 +146,11 @@ md = @bnd.mean: f32[4]
 vd = @bnd.var: f32[4]
 nd = batchnorm(dd, gd, bd, md, vd)
 s13 = sign(nd)
-output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor, s13
+xr = replicate(xb, times=2)
+wr = @wr: f32[4, 3, 3, 16]
+wrb = sign(wr)
+cr = conv2d(xr, wrb, padding=1, pad_value=-1)
+output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor, s13, cr
 ";
 
 #[test]

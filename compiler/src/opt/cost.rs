@@ -2,7 +2,8 @@
 //!
 //! Units: one 64-bit word operation = one f32 operation = one 32-bit word moved.
 //! - binary dot products (`b1 x b1`): `outputs * ceil(K / 64) * 2` (xor + popcount
-//!   per word); `b1 x ternary` and `ternary x ternary` twice that (two planes);
+//!   per word); `b1 x ternary` 3 per word (xor, and with the nonzero plane,
+//!   popcount), `ternary x ternary` 4 (two planes each);
 //!   bit-serial `uN x b1` N times, `uN x uM` N*M times; `i8 x i8` and dots with an
 //!   f32 weight `outputs * K`; `f32 x f32` `2 * outputs * K`;
 //! - float and integer elementwise ops: a few operations per element (batchnorm 4,
@@ -50,7 +51,8 @@ pub fn op_work(op: &Op, out: &TensorType, args: &[&TensorType]) -> u64 {
             let words = k.div_ceil(64);
             let per = match (args[0].elem, args[1].elem) {
                 (ElemType::B1, ElemType::B1) => 2 * words,
-                (ElemType::B1 | ElemType::Ternary, ElemType::Ternary) => 4 * words,
+                (ElemType::B1, ElemType::Ternary) => 3 * words,
+                (ElemType::Ternary, ElemType::Ternary) => 4 * words,
                 (ElemType::UInt(b), ElemType::B1) => 2 * b as u64 * words,
                 (ElemType::UInt(a), ElemType::UInt(b)) => 2 * a as u64 * b as u64 * words,
                 (ElemType::F32, ElemType::F32) => 2 * k,

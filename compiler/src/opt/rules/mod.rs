@@ -7,6 +7,7 @@
 //!   `fold_chain_to_threshold`);
 //! - [`scale`]: scale folding (`sign_scale_to_threshold`, `sign_positive_scale`,
 //!   `collapse_int_affine`, `collapse_affine_epilogue`);
+//! - [`repconv`]: RepConv replication (`repconv_combine_weights`);
 //! - [`movement`]: sign and threshold across data movement
 //!   (`sign_through_movement`, `threshold_through_concat`,
 //!   `threshold_through_shuffle`, `threshold_through_replicate`).
@@ -25,6 +26,7 @@
 
 pub mod constant;
 pub mod movement;
+pub mod repconv;
 pub mod scale;
 pub mod sign;
 pub mod threshold;
@@ -98,6 +100,10 @@ pub fn all_rules() -> Vec<Rule> {
         Rule {
             name: "collapse_affine_epilogue",
             find: scale::collapse_affine_epilogue,
+        },
+        Rule {
+            name: "repconv_combine_weights",
+            find: repconv::repconv_combine_weights,
         },
         Rule {
             name: "sign_through_movement",
