@@ -184,6 +184,21 @@ fn repconv_example_never_stores_the_replicated_tensor() {
             kernels.iter().any(|k| k.ends_with("conv2d_b1")),
             "{kernels:?}"
         );
+        if combined {
+            // The combined kernel's factor 2 is a power of two: a shift.
+            let l = bnnc::lower::lower(&m).unwrap();
+            let f = l
+                .module
+                .functions
+                .iter()
+                .find(|f| f.name.ends_with("_mul"))
+                .expect("the i32 multiply by 2");
+            let text = bnnc_ir::kir::print(&bnnc_ir::kir::Module {
+                functions: vec![f.clone()],
+                ..l.module.clone()
+            });
+            assert!(text.contains("shl(load.i32"), "{text}");
+        }
     }
 }
 

@@ -493,6 +493,23 @@ fn broadcast(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
     };
     let (sa, sb) = (operand_strides(cx.buf_ty(a)), operand_strides(cx.buf_ty(b)));
     let (sta, stb) = (cx.buf_storage(a), cx.buf_storage(b));
+    // An i32 multiply by one constant power of two 2^k (either side) is a
+    // left shift by k: both are multiplication by 2^k modulo 2^32.
+    let shift = if !float && matches!(op, Op::Mul) {
+        let pow2 = |x: ValueId| {
+            let t = cx.constant(x)?.as_int()?;
+            let first = *t.first()?;
+            (first > 0 && (first as u32).is_power_of_two() && t.iter().all(|&e| e == first))
+                .then(|| first.trailing_zeros() as i32)
+        };
+        match (pow2(ins[1]), pow2(ins[0])) {
+            (Some(k), _) => Some((0, k)),
+            (None, Some(k)) => Some((1, k)),
+            _ => None,
+        }
+    } else {
+        None
+    };
     let (mut fb, batch, p) = cx.begin(op.name(), 3);
     let idx = open_nest(&mut fb, &oty, &batch);
     let (ia, ib, io) = (
@@ -509,9 +526,11 @@ fn broadcast(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
         }
     } else {
         let (x, z) = (load(Ty::I32, at4(&p[0], ia)), load(Ty::I32, at4(&p[1], ib)));
-        match op {
-            Op::Add => add(x, z),
-            Op::Sub => sub(x, z),
+        match (op, shift) {
+            (Op::Add, _) => add(x, z),
+            (Op::Sub, _) => sub(x, z),
+            (_, Some((0, k))) => shl(x, i32c(k)),
+            (_, Some((_, k))) => shl(z, i32c(k)),
             _ => mul(x, z),
         }
     };
