@@ -8,6 +8,10 @@
 //!    bit-packed (channels innermost, 64 per little-endian word, bit 1 = -1,
 //!    tail bits 0). A kernel that needs the numeric values of a `b1` tensor
 //!    reads an unpacked `i32` copy made once.
+//!    A `replicate` read only by conv/dense kernels (or only by thresholds)
+//!    is never stored: those kernels read its source once per replica with
+//!    that replica's weights (or thresholds); a threshold over a replicated
+//!    binary accumulator is computed inside the conv/dense kernel.
 //! 3. **Memory plan.** Every intermediate buffer gets an offset in one
 //!    caller-provided workspace: `fixed + per_sample * batch` bytes, with
 //!    buffers whose lifetimes do not overlap sharing space (first fit).
@@ -15,8 +19,10 @@
 //!    `<model>_run_v(inputs[], outputs[], workspace, batch)` (pointer arrays),
 //!    and `<model>_workspace_size(batch)`, all exported; everything else is local.
 //!
-//! n-bit, ternary and int8 tensors are not lowered yet: they are reported as
-//! [`LowerError::Unsupported`], never compiled wrongly.
+//! Ternary values are lowered only as the weights of a conv/dense over `b1`
+//! (or `f32`) inputs; n-bit, int8 and other ternary tensors are not lowered
+//! yet: they are reported as [`LowerError::Unsupported`], never compiled
+//! wrongly.
 
 mod emit;
 mod kernels;

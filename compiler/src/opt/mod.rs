@@ -12,7 +12,9 @@
 //! 3. the rules ([`rules`], one module per family) add equivalent forms:
 //!    constant folding, sign algebra, batchnorm and any elementwise chain
 //!    between an integer accumulator and a `sign` into integer thresholds, scale
-//!    folding;
+//!    folding (an affine f32 epilogue collapses only where the interpreter
+//!    gives the same bits on the accumulator's whole range), RepConv weight
+//!    combination, sign and threshold moved across data movement;
 //! 4. the cheapest form of every output is extracted with the cost model
 //!    ([`cost`]) and written back as a graph, which is verified.
 //!
