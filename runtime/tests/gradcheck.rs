@@ -207,11 +207,7 @@ fn gradcheck_cfg(
         };
         let running = matches!(kind, ParamKind::RunningMean | ParamKind::RunningVar);
         if mode == Mode::Train && running {
-            assert!(
-                grad.iter().all(|&g| g == 0.0),
-                "{key}: {:?}",
-                grad
-            );
+            assert!(grad.iter().all(|&g| g == 0.0), "{key}: {:?}", grad);
             continue;
         }
         if skip.contains(&key.as_str()) {
