@@ -68,8 +68,8 @@ same options, data and initial weights give bit-identical trained weights.";
 pub const AFTER_HELP: &str = "\
 Examples:
   bnnc init examples/train/mnist_cnn.ir --seed 1
-  bnnc train examples/train/mnist_cnn.ir --data data/mnist --epochs 8 --batch 64 --lr 0.002
-  bnnc train examples/train/fashion_cnn.ir --data /work/shared/data/fashion-mnist \\
+  bnnc train examples/train/mnist_cnn.ir --data data/mnist --epochs 10 --batch 64 --lr 0.002
+  bnnc train examples/train/fashion_cnn.ir --data path/to/fashion-mnist \\
       --epochs 1 --estimator dte -o /tmp/fashion_dte.safetensors
   bnnc train model.ir --data data/mnist --epochs 1 --limit 2000 --test-limit 500   # smoke test";
 
@@ -760,7 +760,7 @@ fn progress_bar(quiet: bool, steps: u64, epoch: usize, epochs: usize) -> indicat
         ProgressDrawTarget::stderr()
     };
     let style = ProgressStyle::with_template(
-        "{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+        "{prefix} [{bar:24.cyan/blue}] {pos}/{len} {msg} [{elapsed}<{eta}]",
     )
     .expect("a valid template")
     .progress_chars("=> ");
