@@ -77,8 +77,9 @@ pub enum LatentOptimizer {
 /// ([`distillation_loss`]), the teacher run in [`Mode::Eval`] on the same batch.
 #[derive(Clone, Debug)]
 pub struct Distillation {
-    /// Takes the student's input and has a first output of the same number of
-    /// classes.
+    /// Fits the dataset as the student does ([`check_model_fits`]; its input may
+    /// be shaped differently, e.g. `f32[N, 28, 28, 1]` for an `f32[N, 784]`
+    /// student) and has as many logits as the student.
     pub teacher: Model,
     pub temperature: f32,
     pub alpha: f32,
@@ -637,6 +638,22 @@ impl Trainer {
                 train.n
             )));
         }
+        let teacher_dims = match &self.teacher {
+            Some((t, _, _)) => {
+                let tf = check_model_fits(t.model(), train)?;
+                if tf.classes != fit.classes {
+                    return Err(TrainError::Fit {
+                        model: t.model().graph.name.clone(),
+                        message: format!(
+                            "the teacher has {} logits, the student {}",
+                            tf.classes, fit.classes
+                        ),
+                    });
+                }
+                Some(tf.input_dims)
+            }
+            None => None,
+        };
         let order = epoch_order(train.n, self.cfg.seed, self.epoch);
         let batch = self.cfg.batch.min(train.n);
         let started = Instant::now();
@@ -646,7 +663,7 @@ impl Trainer {
             let idx = &order[s * batch..(s + 1) * batch];
             lr = self.lr_at(self.step, total);
             let progress_frac = (self.step as f64 / total as f64).min(1.0) as f32;
-            let out = self.step(train, idx, &fit, lr, progress_frac)?;
+            let out = self.step(train, idx, &fit, teacher_dims.as_deref(), lr, progress_frac)?;
             if !out.loss.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch: self.epoch + 1,
@@ -683,12 +700,14 @@ impl Trainer {
     }
 
     /// One optimisation step on the items `idx` of `train`; returns the task
-    /// loss, its gradient and the number of correct predictions.
+    /// loss, its gradient and the number of correct predictions. `teacher_dims`
+    /// are the teacher's input dims without the batch.
     fn step(
         &mut self,
         train: &Dataset,
         idx: &[usize],
         fit: &Fit,
+        teacher_dims: Option<&[usize]>,
         lr: f32,
         progress: f32,
     ) -> Result<LossOut, TrainError> {
@@ -701,8 +720,12 @@ impl Trainer {
         let logits = logits_of(&outs)?;
         let out = match &mut self.teacher {
             Some((t, temperature, alpha)) => {
+                // The same pixels in the teacher's input shape.
+                let mut tdims = vec![idx.len()];
+                tdims.extend(teacher_dims.unwrap_or(&fit.input_dims));
+                let tx = Tensor::f32(tdims, x.to_f32_vec());
                 let touts = t
-                    .forward(std::slice::from_ref(&x), Mode::Eval)
+                    .forward(std::slice::from_ref(&tx), Mode::Eval)
                     .map_err(|source| TrainError::Teacher {
                         model: t.model().graph.name.clone(),
                         source,
@@ -1052,8 +1075,13 @@ output logits
     fn every_optimizer_and_loss_option_trains() {
         let model = tiny_model(TINY);
         let (train, test) = (separable(256, 4), separable(100, 5));
+        // A teacher that takes the same pixels as [N, 4, 4, 1] images.
+        let image_teacher = TINY.replace(
+            "input x: f32[N, 16]",
+            "input xi: f32[N, 4, 4, 1]\nx = flatten(xi)",
+        );
         let teacher = Distillation {
-            teacher: model.clone(),
+            teacher: tiny_model(&image_teacher),
             temperature: 2.0,
             alpha: 0.5,
         };
@@ -1097,6 +1125,50 @@ output logits
                 last.test_accuracy
             );
         }
+    }
+
+    #[test]
+    fn a_teacher_with_other_classes_is_refused() {
+        let model = tiny_model(TINY);
+        let three = TINY
+            .replace("f32[2, 8]", "f32[3, 8]")
+            .replace("f32[2]", "f32[3]");
+        let graph = bnnc_ir::text::parse(&three).unwrap();
+        let mut w = model_weights(&model);
+        w.insert("fc2.weight", Tensor::f32(vec![3, 8], vec![0.5; 24]));
+        for k in ["gamma", "var"] {
+            w.insert(format!("bn2.{k}"), Tensor::f32(vec![3], vec![1.0; 3]));
+        }
+        for k in ["beta", "mean"] {
+            w.insert(format!("bn2.{k}"), Tensor::f32(vec![3], vec![0.0; 3]));
+        }
+        let teacher = Model::from_graph(graph, Some(&w), Path::new("t.ir")).unwrap();
+        let c = TrainConfig {
+            distillation: Some(Distillation {
+                teacher,
+                temperature: 2.0,
+                alpha: 0.5,
+            }),
+            ..cfg()
+        };
+        let mut t = Trainer::new(&model, c).unwrap();
+        let e = t.train_epoch(&separable(64, 9), &mut |_| {}).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the teacher has 3 logits, the student 2"),
+            "{e}"
+        );
+    }
+
+    /// The weights of `model`, by key.
+    fn model_weights(model: &Model) -> Weights {
+        let mut w = Weights::new();
+        for (node, c) in model.graph.nodes.iter().zip(&model.consts) {
+            if let (Op::Weight { key, .. }, Some(t)) = (&node.op, c) {
+                w.insert(key.clone(), t.clone());
+            }
+        }
+        w
     }
 
     #[test]
@@ -1172,24 +1244,8 @@ output logits
         let wrong_input = wrong_input.replace("f32[8, 16]", "f32[8, 15]");
         let graph = bnnc_ir::text::parse(&wrong_input).unwrap();
         let model = tiny_model(TINY);
-        let mut w = Weights::new();
-        for (k, t) in &model
-            .consts
-            .iter()
-            .zip(&model.graph.nodes)
-            .filter_map(|(c, n)| match &n.op {
-                Op::Weight { key, .. } => Some((key.clone(), c.clone().unwrap())),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-        {
-            let t = if k == "fc1.weight" {
-                Tensor::f32(vec![8, 15], t.to_f32_vec()[..120].to_vec())
-            } else {
-                t.clone()
-            };
-            w.insert(k.clone(), t);
-        }
+        let mut w = model_weights(&model);
+        w.insert("fc1.weight", Tensor::f32(vec![8, 15], vec![0.1; 120]));
         let m = Model::from_graph(graph, Some(&w), Path::new("w.ir")).unwrap();
         let e = check_model_fits(&m, &data).unwrap_err().to_string();
         assert!(
