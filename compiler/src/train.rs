@@ -341,7 +341,7 @@ pub fn curve_svg(
         chart
             .configure_mesh()
             .x_desc("epoch")
-            .y_desc("cross-entropy")
+            .y_desc("loss")
             .draw()
             .map_err(|e| e.to_string())?;
         chart
