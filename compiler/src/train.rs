@@ -17,7 +17,6 @@
 //! reference interpreter ([`bnnc_runtime::run`]): that accuracy is the accuracy of
 //! the model `bnnc compile` builds, and it is the one reported last.
 
-use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -467,10 +466,6 @@ fn grouped(v: f64) -> String {
 /// Runs `bnnc train` (see [`LONG_ABOUT`]); normal output (one line per epoch and
 /// a summary) goes to `out`, the progress bar to standard error.
 pub fn run(a: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    run_inner(a, out)
-}
-
-fn run_inner(a: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let file = &a.file;
     let usage = |message: String| TrainCliError::Usage {
         file: file.clone(),
@@ -555,6 +550,17 @@ fn run_inner(a: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .clone()
         .unwrap_or_else(|| beside(&out_path, ".train.svg"));
 
+    // Refuse unwritable destinations now rather than after the first epoch.
+    for p in [&out_path, &csv_path, &svg_path] {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            return Err(TrainCliError::Write {
+                path: p.clone(),
+                message: "its folder does not exist".into(),
+            }
+            .into());
+        }
+    }
     let teacher = match &a.teacher {
         Some(t) => Some(Distillation {
             teacher: Model::load(t)?,
@@ -793,8 +799,7 @@ fn save_all(
         csv_path,
         curve_csv(records, interpreter_accuracy).as_bytes(),
     )?;
-    let mut title = String::new();
-    let _ = write!(title, "bnnc train: {model_name}");
+    let title = format!("bnnc train: {model_name}");
     let svg = curve_svg(&title, records, samples, interpreter_accuracy).map_err(|message| {
         TrainCliError::Write {
             path: svg_path.to_path_buf(),

@@ -222,6 +222,13 @@ fn errors_name_the_problem() {
     assert!(err.contains("unknown estimator `sgn`"), "{err}");
     let err = fails(&run(&["--data", "data/mnist", "--estimator", "ste:beta=2"]));
     assert!(err.contains("no parameter `beta`"), "{err}");
+    let err = fails(&run(&[
+        "--data",
+        "data/mnist",
+        "-o",
+        s(&dir.join("no/w.safetensors")),
+    ]));
+    assert!(err.contains("its folder does not exist"), "{err}");
     let err = fails(&run(&["--data", "data/mnist", "--lr=-1"]));
     assert!(err.contains("--lr"), "{err}");
 
