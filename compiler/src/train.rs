@@ -36,8 +36,8 @@ use crate::cli::CliError;
 pub const LONG_ABOUT: &str = "\
 Train a model on an IDX image dataset (MNIST, Fashion-MNIST: the four files \
 train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, \
-t10k-labels-idx1-ubyte in --data, each optionally .gz) in the reference \
-interpreter's training engine, and write the trained weights.
+t10k-labels-idx1-ubyte in --data, each optionally .gz) with bnnc-runtime's \
+autodiff over the model's own graph, and write the trained weights.
 
 The model must exist with its weights (`bnnc init MODEL.ir` writes initial ones), \
 take one f32 input whose non-batch dims hold one 28x28 image (f32[N, 784], \
@@ -107,7 +107,8 @@ pub struct TrainArgs {
     /// SGD momentum (with --float-optimizer sgd).
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f32,
-    /// Decoupled weight decay (AdamW; L2 for SGD) of float parameters.
+    /// Weight decay (AdamW's decoupled; L2 for SGD) of float conv/dense weights
+    /// (not of batch-norm parameters, biases or latent weights).
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
     /// Replace the gradient estimator of every sign of an activation:
