@@ -11,6 +11,10 @@
 //! README's reported accuracy rests on, and the exported weights file must be
 //! packed (one bit per binarized weight, checked by size and by how it loads).
 //!
+//! The packed copy shipped in the repository (`examples/train/mnist_cnn_packed.ir`)
+//! must be byte for byte what exporting the trained model gives; it is the
+//! model the JIT compiles.
+//!
 //! Timing (printed with `--nocapture`): export, the interpreter over 10,000
 //! images, JIT compile and run (the two engines run concurrently).
 
@@ -32,6 +36,11 @@ const TRAINED_MODEL: &str = "examples/train/mnist_cnn.ir";
 /// [`STAND_IN`] (in a temp dir), whose accuracy is chance level and not held
 /// to [`MIN_ACCURACY`]: for retraining, while no trained weights exist.
 const USE_TRAINED: bool = true;
+
+/// The packed inference copy shipped beside [`TRAINED_MODEL`] (`bnnc export
+/// examples/train/mnist_cnn.ir -o examples/train/mnist_cnn_packed.ir`): the test
+/// checks it is exactly what exporting the trained model gives, then compiles it.
+const SHIPPED_EXPORT: &str = "examples/train/mnist_cnn_packed.ir";
 
 /// The stand-in: the MNIST MLP example, initialised by `bnnc init --seed 1`.
 const STAND_IN: &str = "examples/mnist_mlp.ir";
@@ -113,7 +122,7 @@ fn exported_jit_predicts_what_the_interpreter_predicts_on_all_10000_test_images(
 
     // Export, and check the weights file is packed.
     let t = Instant::now();
-    let out = dir.join("exported.ir");
+    let out = dir.join("mnist_cnn_packed.ir");
     let written = export_to(&src, &out).unwrap_or_else(|e| panic!("{what}: {e}"));
     let export_s = t.elapsed().as_secs_f64();
     let e = &written.exported;
@@ -139,7 +148,22 @@ fn exported_jit_predicts_what_the_interpreter_predicts_on_all_10000_test_images(
 
     // The interpreter on the original model, the JIT on the exported one.
     let original = Model::load(&src).unwrap();
-    let exported = Model::load(&out).unwrap();
+    let exported = if USE_TRAINED {
+        // The shipped packed model is byte for byte a fresh export.
+        let shipped = root().join(SHIPPED_EXPORT);
+        let shipped_w = shipped.with_extension("safetensors");
+        for (fresh, kept) in [(&out, &shipped), (&wpath, &shipped_w)] {
+            let (a, b) = (std::fs::read(fresh).unwrap(), std::fs::read(kept).unwrap());
+            assert!(
+                a == b,
+                "{} differs from a fresh export of {what}: run `bnnc export {TRAINED_MODEL} -o {SHIPPED_EXPORT}`",
+                kept.display()
+            );
+        }
+        Model::load(&shipped).unwrap()
+    } else {
+        Model::load(&out).unwrap()
+    };
     // The two engines run at the same time (the JIT on one thread, the
     // interpreter on the rest), which shortens the test on a multi-core CI.
     let ((interp, interp_s), (jit, jit_s)) = std::thread::scope(|s| {
