@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use bnnc_ir::op::ESTIMATORS;
 use bnnc_ir::{Estimator, Model};
+use bnnc_runtime::train::autodiff::WeightTransform;
 use bnnc_runtime::train::data::{load_idx_dir, DataError, Split};
 use bnnc_runtime::train::trainer::{
     check_model_fits, Distillation, EpochRecord, FloatOptimizer, LatentOptimizer, Progress,
@@ -132,6 +133,17 @@ pub struct TrainArgs {
     /// Weight of the Lipschitz (spectral-norm) penalty on binary weights; 0 is off.
     #[arg(long, default_value_t = 0.0)]
     pub lipschitz: f32,
+    /// Standardise this latent weight per output channel before its sign,
+    /// w' = (w - mean) / sqrt(var + 1e-5) (IR-Net/DIR-Net weight balancing,
+    /// AdaBin's weight equalisation). Repeatable; the saved weights are the
+    /// standardised ones, so the model computes what training computed.
+    #[arg(long, value_name = "KEY")]
+    pub standardize: Vec<String>,
+    /// Derive the weight ALPHA at every step as XNOR-Net's per-output-channel
+    /// scale mean|W| of the weight WEIGHT (not trained itself; its gradient flows
+    /// into WEIGHT). Repeatable.
+    #[arg(long, value_name = "ALPHA=WEIGHT")]
+    pub xnor_scale: Vec<String>,
     /// Seed of the visiting order and of learnable estimator initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -496,6 +508,25 @@ pub fn run(a: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if !(0.0..=1.0).contains(&a.alpha) {
         return Err(usage(format!("--alpha must be in [0, 1], found {}", a.alpha)).into());
     }
+    let mut transforms = Vec::new();
+    for key in &a.standardize {
+        transforms.push((key.clone(), WeightTransform::Standardize { eps: 1e-5 }));
+    }
+    for spec in &a.xnor_scale {
+        let Some((alpha, of)) = spec
+            .split_once('=')
+            .filter(|(l, r)| !l.is_empty() && !r.is_empty())
+        else {
+            return Err(usage(format!(
+                "--xnor-scale takes ALPHA=WEIGHT (two weight keys), found `{spec}`"
+            ))
+            .into());
+        };
+        transforms.push((
+            alpha.to_string(),
+            WeightTransform::XnorScale { of: of.to_string() },
+        ));
+    }
     let activation_estimator = a
         .estimator
         .as_deref()
@@ -630,6 +661,7 @@ pub fn run(a: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         seed: a.seed,
         distillation: teacher,
         lipschitz: a.lipschitz,
+        transforms,
         ..TrainConfig::default()
     };
     let train_err = |source| TrainCliError::Train {

@@ -270,3 +270,58 @@ fn help_teaches_with_examples() {
         assert!(out.contains(needle), "missing {needle}:\n{out}");
     }
 }
+
+/// `--standardize` and `--xnor-scale` train an XNOR-Net-style layer: the saved
+/// latent weight is standardised per output channel and the saved alpha is
+/// mean |W| of each of its rows, as the graph used them.
+#[test]
+fn weight_transforms_standardize_and_xnor_scale() {
+    let dir = scratch("transforms");
+    let model = dir.join("xnor_mlp.ir");
+    let text = MLP.replace("tiny_mlp", "xnor_mlp").replace(
+        "h1 = dense(x, wb1)\n",
+        "h0 = dense(x, wb1)\nal = @fc1.alpha: f32[64]\nh1 = mul(h0, al)\n",
+    );
+    std::fs::write(&model, text).unwrap();
+    ok(&bnnc(&["init", s(&model), "--seed", "1"]));
+
+    // A malformed pair is refused before training.
+    let mut args = vec!["train", s(&model), "--xnor-scale", "fc1.alpha"];
+    args.extend(SMOKE);
+    let err = fails(&bnnc(&args));
+    assert!(err.contains("ALPHA=WEIGHT"), "{err}");
+
+    let out = dir.join("t.safetensors");
+    let mut args = vec![
+        "train",
+        s(&model),
+        "--standardize",
+        "fc1.weight",
+        "--xnor-scale",
+        "fc1.alpha=fc1.weight",
+        "-o",
+        s(&out),
+    ];
+    args.extend(SMOKE);
+    ok(&bnnc(&args));
+    let w = bnnc_ir::Weights::load(&out).unwrap();
+    let wt = w.get("fc1.weight").unwrap().as_f32().unwrap().to_vec();
+    let alpha = w.get("fc1.alpha").unwrap().as_f32().unwrap().to_vec();
+    assert_eq!((wt.len(), alpha.len()), (64 * 784, 64));
+    for (o, row) in wt.chunks(784).enumerate() {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / 784.0;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / 784.0;
+        assert!(
+            // var' = var / (var + eps) with eps = 1e-5: just below 1 for
+            // latent weights of variance ~1e-4 to 1e-3.
+            mean.abs() < 1e-4 && (0.9..=1.0 + 1e-6).contains(&var),
+            "row {o}: mean {mean}, var {var}"
+        );
+        let mean_abs = row.iter().map(|&v| v.abs() as f64).sum::<f64>() / 784.0;
+        assert!(
+            (alpha[o] as f64 - mean_abs).abs() <= 1e-5 * mean_abs.max(1.0),
+            "row {o}: alpha {} vs mean |W| {mean_abs}",
+            alpha[o]
+        );
+    }
+}
