@@ -232,7 +232,7 @@ size and the cost before and after.",
         long_about = crate::train::LONG_ABOUT,
         after_help = crate::train::AFTER_HELP
     )]
-    Train(crate::train::TrainArgs),
+    Train(Box<crate::train::TrainArgs>),
 }
 
 #[derive(Debug, Args)]
