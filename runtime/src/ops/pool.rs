@@ -4,6 +4,34 @@ use bnnc_ir::{PoolAttrs, Tensor, TensorData};
 
 use super::{as_f32, f32_tensor, op_err, same_kind, OpError, OpResult};
 
+/// The output extent `(OH, OW)` of a pooling window over an `h x w` input:
+/// `OH = (H + top + bottom - kh) / sh + 1`, likewise `OW`; `None` when a zero
+/// kernel or stride is given or the window does not fit the padded input.
+pub(crate) fn pool_extent(h: usize, w: usize, a: &PoolAttrs) -> Option<(usize, usize)> {
+    let [kh, kw] = a.kernel;
+    let [sh, sw] = a.stride;
+    let [top, left, bottom, right] = a.padding;
+    let extent = |input: usize, pad: usize, k: usize, s: usize| -> Option<usize> {
+        if k == 0 || s == 0 {
+            return None;
+        }
+        Some(input.checked_add(pad)?.checked_sub(k)? / s + 1)
+    };
+    Some((
+        extent(h, top.saturating_add(bottom), kh, sh)?,
+        extent(w, left.saturating_add(right), kw, sw)?,
+    ))
+}
+
+/// Why [`pool_extent`] found no output extent, for messages.
+pub(crate) fn pool_misfit(h: usize, w: usize, a: &PoolAttrs) -> String {
+    let ([kh, kw], [sh, sw]) = (a.kernel, a.stride);
+    format!(
+        "kernel {kh}x{kw} with stride {sh}x{sw} does not fit input {h}x{w} padded by {:?}",
+        a.padding
+    )
+}
+
 /// The window geometry of a pooling op.
 struct Windows {
     n: usize,
@@ -19,23 +47,8 @@ impl Windows {
         let &[n, h, w, c] = x.dims.as_slice() else {
             return Err(op_err!("{op}: x must be [N, H, W, C], got {:?}", x.dims));
         };
-        let [kh, kw] = a.kernel;
-        let [sh, sw] = a.stride;
-        let [top, left, bottom, right] = a.padding;
-        let extent = |input: usize, pad: usize, k: usize, s: usize| -> Option<usize> {
-            if k == 0 || s == 0 {
-                return None;
-            }
-            Some(input.checked_add(pad)?.checked_sub(k)? / s + 1)
-        };
-        let bad = || {
-            op_err!(
-                "{op}: kernel {kh}x{kw} with stride {sh}x{sw} does not fit input {h}x{w} padded by {:?}",
-                a.padding
-            )
-        };
-        let oh = extent(h, top.saturating_add(bottom), kh, sh).ok_or_else(bad)?;
-        let ow = extent(w, left.saturating_add(right), kw, sw).ok_or_else(bad)?;
+        let (oh, ow) =
+            pool_extent(h, w, a).ok_or_else(|| op_err!("{op}: {}", pool_misfit(h, w, a)))?;
         super::numel(&[n, oh, ow, c])?;
         Ok(Windows { n, h, w, c, oh, ow })
     }

@@ -30,21 +30,9 @@ impl PoolGeom {
         };
         let [kh, kw] = a.kernel;
         let [sh, sw] = a.stride;
-        let [top, left, bottom, right] = a.padding;
-        let extent = |input: usize, pad: usize, k: usize, s: usize| -> Option<usize> {
-            if k == 0 || s == 0 {
-                return None;
-            }
-            Some(input.checked_add(pad)?.checked_sub(k)? / s + 1)
-        };
-        let bad = || {
-            format!(
-                "kernel {kh}x{kw} with stride {sh}x{sw} does not fit input {h}x{w} padded by {:?}",
-                a.padding
-            )
-        };
-        let oh = extent(h, top.saturating_add(bottom), kh, sh).ok_or_else(bad)?;
-        let ow = extent(w, left.saturating_add(right), kw, sw).ok_or_else(bad)?;
+        let [top, left, _, _] = a.padding;
+        let (oh, ow) = crate::ops::pool::pool_extent(h, w, a)
+            .ok_or_else(|| crate::ops::pool::pool_misfit(h, w, a))?;
         Ok(PoolGeom {
             n,
             h,
