@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod graph;
+pub mod host;
 pub mod kir;
 pub mod model;
 pub mod op;
