@@ -328,3 +328,44 @@ output z
     let got = bnnc_runtime::run(&o.model, &[x]).unwrap();
     assert_eq!(got[0].as_int(), want[0].as_int());
 }
+
+/// Tables and fills end to end, on the corpus model: the two sign chains
+/// with negative slopes become tables fused into their binary conv/dense (no
+/// accumulator buffer, no separate table kernel for them), and the sign of a
+/// relu becomes a fill, so the float dense and relu before it are never
+/// computed.
+#[test]
+fn tables_fuse_into_popcount_kernels_and_fills_skip_their_operand() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/table_fill.ir");
+    let o = opt(&p);
+    let fired = |r: &str| {
+        o.report
+            .fired
+            .iter()
+            .find(|(n, _)| n == r)
+            .map_or(0, |(_, k)| *k)
+    };
+    assert_eq!(fired("fold_chain_to_table"), 2, "{}", o.report);
+    assert_eq!(fired("sign_of_nonnegative"), 1, "{}", o.report);
+    let (plan, kernels) = plan_and_kernels(&o.model);
+    for never in ["c1", "r1", "h", "h1", "h2", "h3", "du", "ru"] {
+        assert!(
+            plan.iter()
+                .all(|w| w != never && !w.starts_with(&format!("{never}."))),
+            "a buffer for `{never}`: {plan:?}"
+        );
+    }
+    let count = |suffix: &str| kernels.iter().filter(|k| k.ends_with(suffix)).count();
+    // t1, t2, t3 are tables written in the model over stored values.
+    assert_eq!(count("_table"), 3, "{kernels:?}");
+    assert_eq!(count("_fill"), 5, "{kernels:?}");
+    assert_eq!(count("dense_f32"), 0, "{kernels:?}");
+    assert_eq!(count("dense_b1"), 1, "{kernels:?}");
+    // Unoptimized, the chains run as float ops and the dense is computed.
+    let (plan0, kernels0) = plan_and_kernels(&Model::load(&p).unwrap());
+    assert!(plan0.iter().any(|w| w == "c1"), "{plan0:?}");
+    assert!(
+        kernels0.iter().any(|k| k.ends_with("dense_f32")),
+        "{kernels0:?}"
+    );
+}

@@ -164,6 +164,22 @@ pub enum Op {
     /// T = 1 gives `b1` (count 1 -> +1, count 0 -> -1, so `threshold(x, [0])` is
     /// `sign(x)`); T = 2^n - 1 gives `un`, the count itself.
     Threshold,
+    /// `table(x, t, lo=L)`: a per-channel lookup over an integer range.
+    /// `x: [.., C]` of any integer type (`b1` and `ternary` by their values
+    /// -1/0/+1), `t: [C, R]` or `[1, R]` (one row shared by all channels) of any
+    /// element type E, R >= 1. Result: x's shape, type E, with
+    /// `out[.., c] = t[c, clamp(x - L, 0, R - 1)]` (the difference taken in
+    /// i64), so entry k of a row is the value for `x = L + k` and inputs outside
+    /// `[L, L + R - 1]` read the nearest end. The optimizer writes it for an
+    /// elementwise chain between an accumulator and a `sign` whose sign switches
+    /// more than once over the accumulator's range.
+    Table { lo: i32 },
+    /// `fill(x, value=v, to=E)`: a tensor of x's shape (batch included) with
+    /// every element `v` of type E. x's elements are never read, only its
+    /// shape; `v` must be a value of E (+1/-1 for `b1`, a whole number in range
+    /// for integer types). The optimizer writes it for `sign` of a value known
+    /// never to be negative.
+    Fill { value: f32, to: ElemType },
     /// `conv2d(x, w)`: `x: [N, H, W, C]`, `w: [O, kh, kw, C/groups]` -> `[N, OH, OW, O]`
     /// with `OH = (H + top + bottom - dh*(kh-1) - 1) / sh + 1` (likewise OW).
     /// `out[n,y,x,o] = sum_{i,j,c} in(n, y*sh - top + i*dh, x*sw - left + j*dw,
@@ -251,6 +267,8 @@ impl Op {
             Op::Dequantize { .. } => "dequantize",
             Op::Ternarize { .. } => "ternarize",
             Op::Threshold => "threshold",
+            Op::Table { .. } => "table",
+            Op::Fill { .. } => "fill",
             Op::Conv2d(_) => "conv2d",
             Op::Dense => "dense",
             Op::BatchNorm { .. } => "batchnorm",
@@ -281,7 +299,13 @@ impl Op {
         match self {
             Op::Input(_) | Op::Weight { .. } | Op::Const { .. } => (0, 0),
             Op::Threshold => (2, 3),
-            Op::Conv2d(_) | Op::Dense | Op::Add | Op::Sub | Op::Mul | Op::Prelu => (2, 2),
+            Op::Conv2d(_)
+            | Op::Dense
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Prelu
+            | Op::Table { .. } => (2, 2),
             Op::BatchNorm { .. } => (5, 5),
             Op::Rprelu => (4, 4),
             Op::Concat { .. } => (1, usize::MAX),
@@ -289,6 +313,7 @@ impl Op {
             | Op::Quantize { .. }
             | Op::Dequantize { .. }
             | Op::Ternarize { .. }
+            | Op::Fill { .. }
             | Op::Relu
             | Op::Hardtanh
             | Op::Clip { .. }
@@ -310,6 +335,7 @@ impl Op {
         Some(match self {
             Op::Input(_) | Op::Weight { .. } | Op::Const { .. } => &[],
             Op::Threshold => &["x", "thresholds", "dir"],
+            Op::Table { .. } => &["x", "table"],
             Op::Conv2d(_) | Op::Dense => &["x", "w"],
             Op::Add | Op::Sub | Op::Mul => &["a", "b"],
             Op::Prelu => &["x", "alpha"],

@@ -335,6 +335,38 @@ fn infer(n: &Node, x: &[&TensorType]) -> R<TensorType> {
             Ok(with_elem(x[0], ElemType::Ternary))
         }
         Op::Threshold => infer_threshold(n, x),
+        Op::Table { .. } => {
+            let c = channels(n, 0, x[0])?;
+            if !x[0].elem.is_integer() {
+                return err(
+                    n.locs.operand(0),
+                    format!("`table` looks up an integer-typed input, found {}", x[0]),
+                );
+            }
+            let t = x[1];
+            match t.shape.as_slice() {
+                [Dim::Fixed(tc), Dim::Fixed(r)] if (*tc == c || *tc == 1) && *r >= 1 => {
+                    Ok(with_elem(x[0], t.elem))
+                }
+                _ => err(
+                    n.locs.operand(1),
+                    format!("the table must be [{c}, R] or [1, R] with R >= 1 for input {}, found {t}", x[0]),
+                ),
+            }
+        }
+        Op::Fill { value, to } => {
+            let ok = match to {
+                ElemType::F32 => true,
+                _ => value.fract() == 0.0 && to.admits(*value as i64),
+            };
+            if !ok {
+                return err(
+                    n.locs.attr("value"),
+                    format!("`value={value}` is not a value of {to}"),
+                );
+            }
+            Ok(with_elem(x[0], *to))
+        }
         Op::Conv2d(a) => infer_conv(n, a, x[0], x[1]),
         Op::Dense => {
             rank_is(n, 0, x[0], 2, "[N, K]")?;

@@ -94,6 +94,11 @@ malformed! {
     output_twice: &with_head("y = relu(x)\noutput y, y\n");
     weight_key_two_types: &with_head("w = @w: f32[4, 8]\nv = @w: f32[32]\ny = dense(x, w)\noutput y, v\n");
     missing_equals_rhs: &with_head("y =\noutput x\n");
+    table_of_float: &with_head("t = [1, -1, 1]: b1[1, 3]\ny = table(x, t, lo=0)\noutput y\n");
+    table_shape: "model m\ninput x: i32[N, 4]\nt = [1, -1, 1]: b1[3, 1]\ny = table(x, t, lo=0)\noutput y\n";
+    table_needs_lo: "model m\ninput x: i32[N, 4]\nt = [1, -1, 1]: b1[1, 3]\ny = table(x, t)\noutput y\n";
+    fill_value_not_of_type: &with_head("y = fill(x, value=0, to=b1)\noutput y\n");
+    fill_needs_to: &with_head("y = fill(x, value=1)\noutput y\n");
 }
 
 #[test]

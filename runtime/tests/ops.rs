@@ -439,6 +439,52 @@ fn dense_i32_wraps() {
 // threshold
 
 #[test]
+fn table_rows_and_clamping() {
+    // lo = -2, R = 3: entry k is for x = -2 + k; x below -2 reads entry 0 and
+    // above 0 reads entry 2. Row 0 = [-1, 1, -1], row 1 = [1, 1, -1].
+    // x = [-5, -2 | -1, 0 | 0, 7]: channel 0 reads k = 0, 1, 2 -> -1, 1, -1;
+    // channel 1 reads k = 0, 2, 2 -> 1, -1, -1.
+    let src = "model t\ninput x: i32[N, 2]\nt = [-1, 1, -1, 1, 1, -1]: b1[2, 3]\n\
+               y = table(x, t, lo=-2)\noutput y\n";
+    let y = run1(src, &[i32t(&[3, 2], &[-5, -2, -1, 0, 0, 7])]);
+    assert_eq!(ints(&y, ElemType::B1, &[3, 2]), [-1, 1, 1, -1, -1, -1]);
+}
+
+#[test]
+fn table_shared_row_f32_over_b1() {
+    // One row [0.5, -2.0, 7.0] with lo = -1: b1 -1 -> entry 0, +1 -> entry 2.
+    let src = "model t\ninput x: b1[N, 3]\nt = [0.5, -2.0, 7.0]: f32[1, 3]\n\
+               y = table(x, t, lo=-1)\noutput y\n";
+    let y = run1(src, &[intt(ElemType::B1, &[1, 3], &[1, -1, 1])]);
+    assert_eq!(floats(&y, &[1, 3]), [7.0, 0.5, 7.0]);
+}
+
+#[test]
+fn table_extreme_inputs_do_not_overflow() {
+    // x - lo is taken in i64: i32::MIN - 5 and i32::MAX - (-5) clamp to the ends.
+    let src = "model t\ninput x: i32[N, 1]\nt = [3, 4]: i32[1, 2]\n\
+               y = table(x, t, lo=5)\noutput y\n";
+    let y = run1(src, &[i32t(&[3, 1], &[i32::MIN, i32::MAX, 6])]);
+    assert_eq!(ints(&y, ElemType::I32, &[3, 1]), [3, 4, 4]);
+}
+
+#[test]
+fn fill_ignores_values_keeps_shape() {
+    // NaN, -inf and -0.0 in x do not matter: every element is the value.
+    let src = "model t\ninput x: f32[N, 2]\ny = fill(x, value=-1, to=b1)\n\
+               z = fill(x, value=7, to=i32)\nf = fill(x, value=0.5, to=f32)\noutput y, z, f\n";
+    let m = model(src);
+    let out = run(
+        &m,
+        &[f32t(&[2, 2], &[f32::NAN, f32::NEG_INFINITY, -0.0, 1.0])],
+    )
+    .unwrap();
+    assert_eq!(ints(&out[0], ElemType::B1, &[2, 2]), [-1; 4]);
+    assert_eq!(ints(&out[1], ElemType::I32, &[2, 2]), [7; 4]);
+    assert_eq!(floats(&out[2], &[2, 2]), [0.5; 4]);
+}
+
+#[test]
 fn threshold_t1_gives_b1() {
     // Channel 0 threshold 0, channel 1 threshold 5; x >= t -> +1.
     let src = "model t\ninput x: i32[N, 2]\nt = [0, 5]: i32[2, 1]\n\

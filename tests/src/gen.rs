@@ -223,9 +223,19 @@ impl Builder<'_> {
         let rank = xt.rank();
         let c = xt.channels().unwrap_or(1);
         let elem = xt.elem;
-        let kind = self.c.below(24);
+        let kind = self.c.below(26);
         let mut inputs = vec![x];
         let op = match kind {
+            0 | 1 if elem == ElemType::I32 && self.c.below(3) == 0 => {
+                // sign(rprelu(acc)) with negative slopes and offsets: the sign
+                // often switches twice over the accumulator's range (a table).
+                for (lo, hi) in [(-2.0, 2.0), (-1.0, -0.1), (-3.0, -0.5)] {
+                    let t = Tensor::f32(vec![c], (0..c).map(|_| self.rng.f32(lo, hi)).collect());
+                    inputs.push(self.weight(ElemType::F32, &[c], t));
+                }
+                let r = self.try_add(mark, Op::Rprelu, inputs)?;
+                return self.try_add(mark, Op::Sign { estimator: None }, vec![r]);
+            }
             0 | 1 => Op::Sign { estimator: None },
             2 => Op::Relu,
             3 => Op::Hardtanh,
@@ -423,6 +433,25 @@ impl Builder<'_> {
                     ));
                 }
                 Op::Threshold
+            }
+            24 if elem.is_integer() => {
+                // A table over [lo, lo + r): values below, inside and above.
+                let r = self.c.pick(&[1, 5, 17]);
+                let rows = if self.c.below(3) == 0 { 1 } else { c };
+                let lo = self.c.pick(&[-8, -3, 0, 2]);
+                let te = self.c.pick(&[ElemType::B1, ElemType::I32, ElemType::F32]);
+                let t = random_tensor(&mut self.rng, te, &[rows, r]);
+                inputs.push(self.weight(te, &[rows, r], t));
+                Op::Table { lo }
+            }
+            25 => {
+                let (value, to) = self.c.pick(&[
+                    (1.0, ElemType::B1),
+                    (-1.0, ElemType::B1),
+                    (-3.0, ElemType::I32),
+                    (0.5, ElemType::F32),
+                ]);
+                Op::Fill { value, to }
             }
             _ => {
                 if self.c.flip() {

@@ -150,7 +150,12 @@ xr = replicate(xb, times=2)
 wr = @wr: f32[4, 3, 3, 16]
 wrb = sign(wr)
 cr = conv2d(xr, wrb, padding=1, pad_value=-1)
-output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor, s13, cr
+nslope = [-1.0, -0.5, -2.0, -0.25, -1.0, -0.5, -2.0, -0.25, -1.0, -0.5, -2.0, -0.25, -1.0, -0.5, -2.0, -0.25]: f32[16]
+pr = prelu(acc, nslope)
+ten = [10.0]: f32[1]
+pd = sub(pr, ten)
+s14 = sign(pd)
+output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor, s13, cr, s14
 ";
 
 #[test]
@@ -208,6 +213,7 @@ fn random_graphs_exercise_the_rules() {
         "fold_constant",
         "sign_of_binary",
         "fold_chain_to_threshold",
+        "fold_chain_to_table",
         "sign_through_movement",
         "threshold_through_concat",
         "threshold_through_shuffle",

@@ -75,9 +75,11 @@ pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
     let out_elem = cx.model.ty(v).elem;
     match &node.op {
         Op::Input(_) | Op::Weight { .. } | Op::Const { .. } => Ok(()),
-        Op::Sign { .. } | Op::Threshold if cx.fused.contains(&ins[0]) => {
+        Op::Sign { .. } | Op::Threshold | Op::Table { .. } if cx.fused.contains(&ins[0]) => {
             fused_dot(cx, v, ins[0], out)
         }
+        Op::Table { lo } => table(cx, v, &ins, *lo, out),
+        Op::Fill { value, to } => fill(cx, v, *value, *to, out),
         Op::Sign { .. } => match elem(0) {
             ElemType::B1 => {
                 let src = cx.operand(ins[0])?;
@@ -658,6 +660,67 @@ fn threshold_replicated(
     Ok(())
 }
 
+/// `table(x, t, lo)` over a stored integer value (see [`Lookup`]): `b1`
+/// results are packed from the looked-up signs; `i32` and `f32` results store
+/// the entry itself.
+fn table(cx: &mut Cx, v: ValueId, ins: &[ValueId], lo: i32, out: usize) -> R {
+    let t = cx
+        .constant(ins[1])
+        .cloned()
+        .ok_or_else(|| cx.unsupported(v, &[]))?;
+    let src = cx.numeric(ins[0])?;
+    match t.elem {
+        ElemType::B1 => {
+            let lk = Lookup::new(cx, &t, lo).ok_or_else(|| cx.unsupported(v, &[]))?;
+            pack(cx, "table", out, vec![src], move |fb, p, idx, ch| {
+                lk.negative(fb, load(Ty::I32, at4(&p[0], idx)), &ch)
+            });
+            Ok(())
+        }
+        ElemType::I32 | ElemType::F32 => {
+            let r = *t.dims.last().unwrap_or(&1);
+            let shared = t.dims[0] == 1;
+            let (data, ty) = match &t.data {
+                TensorData::F32(x) => (cx.data_f32("table", x), Ty::F32),
+                TensorData::Int(x) => (cx.data_i32("table", x), Ty::I32),
+            };
+            map_raw(cx, v, src, out, "table", move |fb, p, idx, ch| {
+                let k = clamp_index(fb, load(Ty::I32, at4(p, idx)), lo, r);
+                let row = if shared { i64c(0) } else { mul(ch, c64(r)) };
+                load(ty, at4(&Expr::DataAddr(data), add(row, k)))
+            })
+        }
+        _ => Err(cx.unsupported(v, &[])),
+    }
+}
+
+/// `fill(x, value, to)`: writes the constant; x is not read (lowering does
+/// not compute a value that only fills use).
+fn fill(cx: &mut Cx, v: ValueId, value: f32, to: ElemType, out: usize) -> R {
+    let ty = cx.buf_ty(out).clone();
+    let word = match to {
+        ElemType::B1 => {
+            pack(cx, "fill", out, vec![], move |_, _, _, _| {
+                Expr::Int(i64::from(value < 0.0), Ty::I8)
+            });
+            return Ok(());
+        }
+        ElemType::I32 => i32c(value as i32),
+        ElemType::F32 => f32c(value),
+        _ => return Err(cx.unsupported(v, &[])),
+    };
+    let (rows, c) = rows_cols(&ty);
+    let (mut fb, batch, p) = cx.begin("fill", 1);
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("i", rows * c, |fb, i| {
+            let idx = add(mul(n.clone(), c64(rows * c)), i);
+            fb.store(at4(&p[0], idx), word.clone());
+        })
+    });
+    cx.end(fb, vec![out]);
+    Ok(())
+}
+
 /// What a binary conv/dense kernel does with each output accumulator.
 #[derive(Clone, Copy)]
 enum Epilogue {
@@ -674,12 +737,79 @@ enum Epilogue {
 /// With `reps > 1` the threshold reads `replicate(acc, times=reps)`: the
 /// accumulator of channel `o` (of `chans`) is computed once and compared
 /// against the thresholds of output channels `r*chans + o`, one bit each.
+///
+/// With `table` set, the bit comes from a `table` op's rows instead (see
+/// [`Lookup`]); `t` and `dir` are then unused.
 #[derive(Clone, Copy)]
 struct Thr {
     t: Option<DataId>,
     shared: bool,
     dir: Option<DataId>,
     reps: usize,
+    table: Option<Lookup>,
+}
+
+/// A `b1` `table(x, t, lo)` in data: each row packed like a `b1` tensor row
+/// (bit k set where entry k is -1, `words(r)` words per row); row `c` (or row 0
+/// when `shared`) has `r` entries, entry k for `x = lo + k`.
+#[derive(Clone, Copy)]
+struct Lookup {
+    bits: DataId,
+    lo: i32,
+    r: usize,
+    shared: bool,
+}
+
+impl Lookup {
+    /// From the constant table of a `table` node with `b1` values.
+    fn new(cx: &mut Cx, t: &bnnc_ir::Tensor, lo: i32) -> Option<Lookup> {
+        let v = t.as_int()?;
+        let (rows, r) = (t.dims[0], *t.dims.last()?);
+        let bits = crate::lower::pack_bits(v, rows, r);
+        Some(Lookup {
+            bits: cx.data_u64("table_bits", &bits),
+            lo,
+            r,
+            shared: rows == 1,
+        })
+    }
+
+    /// i8 1 where value `x` (i32) of channel `ch` looks up -1:
+    /// `t[ch, clamp(x - lo, 0, r - 1)]`, the difference in i64.
+    fn negative(&self, fb: &mut Fb, x: Expr, ch: &Expr) -> Expr {
+        let k = clamp_index(fb, x, self.lo, self.r);
+        let wpr = Storage::words(self.r);
+        let row = if self.shared {
+            i64c(0)
+        } else {
+            mul(ch.clone(), c64(wpr))
+        };
+        let word = load(
+            Ty::I64,
+            at8(
+                &Expr::DataAddr(self.bits),
+                add(row, shru(k.clone(), i64c(6))),
+            ),
+        );
+        let bit = and(shru(word, and(k, i64c(63))), i64c(1));
+        cmp(CmpOp::Ne, bit, i64c(0))
+    }
+}
+
+/// `clamp(x - lo, 0, r - 1)` as i64 for an i32 `x` (the entry of a table row).
+fn clamp_index(fb: &mut Fb, x: Expr, lo: i32, r: usize) -> Expr {
+    let d = fb.let_("tbl_d", Ty::I64, sub(to_i64(x), i64c(lo as i64)));
+    let hi = i64c(r as i64 - 1);
+    let k = fb.let_(
+        "tbl_k",
+        Ty::I64,
+        select(cmp(CmpOp::SLt, d.clone(), i64c(0)), i64c(0), d),
+    );
+    fb.let_(
+        "tbl_i",
+        Ty::I64,
+        select(cmp(CmpOp::SGt, k.clone(), hi.clone()), hi, k),
+    )
 }
 
 impl Thr {
@@ -693,6 +823,10 @@ impl Thr {
     /// index of the row's first word), the bit of every output channel that
     /// reads accumulator `acc` of channel `o` (of `chans`) and does not pass.
     fn store_bits(&self, fb: &mut Fb, out: &Expr, row: Expr, acc: Expr, o: &Expr, chans: usize) {
+        let acc = match self.table {
+            Some(_) => fb.let_("acc", Ty::I32, acc),
+            None => acc,
+        };
         for r in 0..self.reps {
             let ch = if r == 0 {
                 o.clone()
@@ -700,7 +834,11 @@ impl Thr {
                 add(o.clone(), c64(r * chans))
             };
             let word = at8(out, add(row.clone(), shru(ch.clone(), i64c(6))));
-            let bit = shl(flag64(self.negative(acc.clone(), &ch)), ch);
+            let neg = match self.table {
+                Some(tb) => tb.negative(fb, acc.clone(), &ch),
+                None => self.negative(acc.clone(), &ch),
+            };
+            let bit = shl(flag64(neg), ch);
             fb.store(word.clone(), or(load(Ty::I64, word), bit));
         }
     }
@@ -745,7 +883,22 @@ fn fused_threshold(
             shared: true,
             dir: None,
             reps,
+            table: None,
         }),
+        Op::Table { lo } => {
+            let t = cx
+                .constant(ins[1])
+                .cloned()
+                .ok_or_else(|| cx.unsupported(v, &[]))?;
+            let table = Lookup::new(cx, &t, lo).ok_or_else(|| cx.unsupported(v, &[]))?;
+            Ok(Thr {
+                t: None,
+                shared: true,
+                dir: None,
+                reps,
+                table: Some(table),
+            })
+        }
         _ => {
             let t = cx
                 .constant(ins[1])
@@ -769,6 +922,7 @@ fn fused_threshold(
                 shared,
                 dir,
                 reps,
+                table: None,
             })
         }
     }
@@ -806,7 +960,7 @@ pub(crate) fn fusable(cx: &Cx, v: ValueId, users: &[Vec<ValueId>]) -> Vec<ValueI
     };
     let ok_consumer = match n.op {
         Op::Sign { .. } => cx.model.ty(x).elem == ElemType::I32,
-        Op::Threshold => {
+        Op::Threshold | Op::Table { .. } => {
             cx.model.ty(v).elem == ElemType::B1
                 && cx.model.ty(x).elem == ElemType::I32
                 && n.inputs[1..].iter().all(|&i| cx.constant(i).is_some())

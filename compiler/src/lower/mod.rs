@@ -339,9 +339,11 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
     for (k, &v) in g.outputs.iter().enumerate() {
         out_of.insert(v, k);
     }
+    let live = live_values(g);
     for v in g.ids() {
         let n = g.node(v);
         if n.op.is_leaf()
+            || !live[v.index()]
             || cx.consts[v.index()].is_some()
             || cx.fused.contains(&v)
             || cx.read_through.contains_key(&v)
@@ -393,6 +395,24 @@ pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
         workspace,
         plan,
     })
+}
+
+/// The values some output needs computed: everything the outputs reach through
+/// operands, except through the operand of a `fill`, which only lends its
+/// shape (the batch size comes from the caller).
+fn live_values(g: &bnnc_ir::Graph) -> Vec<bool> {
+    let mut live = vec![false; g.nodes.len()];
+    let mut stack: Vec<ValueId> = g.outputs.clone();
+    while let Some(v) = stack.pop() {
+        if std::mem::replace(&mut live[v.index()], true) {
+            continue;
+        }
+        let n = g.node(v);
+        if !matches!(n.op, Op::Fill { .. }) {
+            stack.extend(n.inputs.iter().copied());
+        }
+    }
+    live
 }
 
 impl<'m> Cx<'m> {

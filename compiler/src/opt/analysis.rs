@@ -433,6 +433,7 @@ pub fn never_negative(op: &Op, kids: &[&Data]) -> bool {
     let all = || kids.iter().all(|d| d.never_negative);
     match op {
         Op::Relu | Op::Sigmoid | Op::Softmax { .. } => true,
+        Op::Fill { value, .. } => value.is_nan() || *value >= 0.0,
         Op::Clip { min, max } => *min >= 0.0 && *max >= 0.0,
         Op::Add
         | Op::Mul
@@ -466,6 +467,28 @@ fn op_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> 
         Op::Sign { .. } if kids[0].never_negative => uniform(ty, Interval::point(1)),
         Op::Sign { .. } => uniform(ty, Interval::new(-1, 1, 2)),
         Op::Ternarize { .. } => uniform(ty, Interval::new(-1, 1, 1)),
+        Op::Fill { value, .. } => uniform(ty, Interval::point(*value as i64)),
+        // Channel c takes only the values of its row of the table.
+        Op::Table { .. } => {
+            let t = kids[1].konst.as_deref()?;
+            let v = t.as_int()?;
+            let r = *t.dims.last()?;
+            if r == 0 {
+                return None;
+            }
+            let rows: Vec<Interval> = v
+                .chunks(r)
+                .map(|row| {
+                    let pts: Vec<Interval> =
+                        row.iter().map(|&x| Interval::point(x as i64)).collect();
+                    hull_all(&pts)
+                })
+                .collect::<Option<_>>()?;
+            if rows.is_empty() {
+                return None;
+            }
+            (0..c).map(|j| rows[j % rows.len()]).collect()
+        }
         Op::Threshold => {
             let t = kids[1].ty.shape.last().and_then(|d| d.fixed())?;
             if t == 1 {

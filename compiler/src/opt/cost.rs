@@ -12,7 +12,9 @@
 //!   OR of packed words);
 //! - memory: every op writes its result (`ceil(elements * bits / 32)` words), and
 //!   a constant costs its size (it is read once per inference);
-//! - every op costs at least 1, so the cheapest term is never cyclic.
+//! - every op costs at least 1, so the cheapest term is never cyclic;
+//! - `fill` reads only its operand's shape, so the operand's cost is not
+//!   added (lowering never computes a value that only fills read).
 //!
 //! Costs saturate at [`INFINITE`], a large finite number.
 
@@ -60,7 +62,8 @@ pub fn op_work(op: &Op, out: &TensorType, args: &[&TensorType]) -> u64 {
             };
             n.saturating_mul(per)
         }
-        Op::Sign { .. } | Op::Ternarize { .. } => n,
+        Op::Sign { .. } | Op::Ternarize { .. } | Op::Table { .. } => n,
+        Op::Fill { .. } => 0,
         Op::Threshold => {
             let t = dims(args[1]).last().copied().unwrap_or(1);
             n.saturating_mul(t)
@@ -116,6 +119,9 @@ impl CostFunction<ENode> for BnnCost<'_> {
                     .saturating_add(1)
             }
         };
+        if matches!(enode.graph_op(), Some(Op::Fill { .. })) {
+            return own.min(INFINITE);
+        }
         enode
             .children()
             .iter()

@@ -16,6 +16,8 @@ pub const OP_NAMES: &[&str] = &[
     "dequantize",
     "ternarize",
     "threshold",
+    "table",
+    "fill",
     "conv2d",
     "dense",
     "batchnorm",
@@ -932,6 +934,28 @@ fn build_op(name: &str, loc: Loc, a: &mut Attrs) -> Result<Op, Diagnostic> {
             delta: Attrs::required(a.f32("delta")?, "delta", name, loc, "delta=0.5")?,
         },
         "threshold" => Op::Threshold,
+        "table" => {
+            let (lo, l) = Attrs::required(a.int("lo")?, "lo", name, loc, "lo=-64")?;
+            let lo = i32::try_from(lo)
+                .map_err(|_| Diagnostic::new(l, "`lo` is out of the i32 range"))?;
+            Op::Table { lo }
+        }
+        "fill" => {
+            let value = Attrs::required(a.f32("value")?, "value", name, loc, "value=1")?;
+            let to = match a.take("to") {
+                Some((AttrValue::Ident(t), tloc)) => ElemType::from_name(&t).ok_or_else(|| {
+                    Diagnostic::new(
+                        tloc,
+                        format!("unknown element type `{t}`; expected one of {}", ElemType::NAMES),
+                    )
+                })?,
+                Some((v, tloc)) => {
+                    return Err(Diagnostic::new(tloc, format!("`to` must be a type like `b1`, found {}", show(&v))))
+                }
+                None => return Err(Attrs::required::<()>(None, "to", name, loc, "to=b1").unwrap_err()),
+            };
+            Op::Fill { value, to }
+        }
         "conv2d" => {
             let stride = a.pair("stride")?.map_or([1, 1], |p| p.0);
             let padding = a.padding()?;

@@ -141,6 +141,11 @@ fn attrs(op: &Op) -> Vec<String> {
             }
         }
         Op::Ternarize { delta } => out.push(format!("delta={}", fmt_f32(*delta))),
+        Op::Table { lo } => out.push(format!("lo={lo}")),
+        Op::Fill { value, to } => {
+            out.push(format!("value={}", fmt_f32(*value)));
+            out.push(format!("to={to}"));
+        }
         Op::Conv2d(a) => {
             if a.stride != [1, 1] {
                 out.push(pair("stride", a.stride));

@@ -7,7 +7,7 @@
 //!
 //! - [`elementwise`]: sign, ternarize, relu, prelu, rprelu, hardtanh, clip,
 //!   sigmoid, batchnorm, broadcasting add/sub/mul;
-//! - [`quant`]: quantize, dequantize, threshold;
+//! - [`quant`]: quantize, dequantize, threshold, table, fill;
 //! - [`dot`]: conv2d and dense over every element-type pair;
 //! - [`pool`]: maxpool2d, avgpool2d, global_avgpool;
 //! - [`shape`]: concat, replicate, channel_shuffle, flatten, reshape;
@@ -78,6 +78,8 @@ pub fn eval(op: &Op, args: &[&Tensor]) -> OpResult {
         Op::Dequantize { scale, zero_point } => quant::dequantize(x, *scale, *zero_point),
         Op::Ternarize { delta } => elementwise::ternarize(x, *delta),
         Op::Threshold => quant::threshold(args[0], args[1], args.get(2).copied()),
+        Op::Table { lo } => quant::table(args[0], args[1], *lo),
+        Op::Fill { value, to } => quant::fill(x, *value, *to),
         Op::Conv2d(attrs) => dot::conv2d(args[0], args[1], attrs),
         Op::Dense => dot::dense(args[0], args[1]),
         Op::BatchNorm { eps } => {

@@ -169,3 +169,51 @@ fn count_passed<T: PartialOrd + Copy>(
     }
     out
 }
+
+/// `table(x, t, lo)`: per-channel lookup. `x: [.., C]` of an integer type,
+/// `t: [C, R]` or `[1, R]` of any type; element `e` of channel `c` becomes
+/// `t[c, clamp(e - lo, 0, R - 1)]` (the difference in i64), of t's type.
+pub fn table(x: &Tensor, t: &Tensor, lo: i32) -> OpResult {
+    let c = channels(x, "table x")?;
+    let xv = ints(x, "table x")?;
+    let (rows, r) = match t.dims.as_slice() {
+        &[rows, r] if (rows == c || rows == 1) && r >= 1 => (rows, r),
+        d => {
+            return Err(op_err!(
+                "table: the table must be [{c}, R] or [1, R] with R >= 1, got dims {d:?}"
+            ))
+        }
+    };
+    // Index into t's flat data of channel `ch`'s entry for value `e`.
+    let at = |ch: usize, e: i32| {
+        let k = (e as i64 - lo as i64).clamp(0, r as i64 - 1) as usize;
+        (if rows == 1 { 0 } else { ch * r }) + k
+    };
+    let idx = || {
+        xv.chunks(c.max(1))
+            .flat_map(move |xs| xs.iter().enumerate().map(move |(ch, &e)| at(ch, e)))
+    };
+    match &t.data {
+        TensorData::F32(_) => {
+            let tv = super::f32s(t, "table t")?;
+            Ok(Tensor::f32(x.dims.clone(), idx().map(|i| tv[i]).collect()))
+        }
+        TensorData::Int(_) => {
+            let tv = ints(t, "table t")?;
+            int_tensor(t.elem, x.dims.clone(), idx().map(|i| tv[i]).collect())
+        }
+    }
+}
+
+/// `fill(x, value, to)`: x's dims, every element `value` as type `to` (an
+/// integer type takes `value` as a whole number it admits).
+pub fn fill(x: &Tensor, value: f32, to: ElemType) -> OpResult {
+    let n = super::numel(&x.dims)?;
+    if to == ElemType::F32 {
+        return Ok(Tensor::f32(x.dims.clone(), vec![value; n]));
+    }
+    if value.fract() != 0.0 || !to.admits(value as i64) {
+        return Err(op_err!("fill: {value} is not a value of {to}"));
+    }
+    int_tensor(to, x.dims.clone(), vec![value as i32; n])
+}

@@ -1,10 +1,10 @@
 //! Rewrite rules, one module per family.
 //!
 //! - [`constant`]: constant folding (`fold_constant`);
-//! - [`sign`]: sign algebra (`sign_of_binary`, `sign_maxpool_commute`,
-//!   `threshold_maxpool_commute`);
-//! - [`threshold`]: integer-domain folding into thresholds (`bn_to_threshold`,
-//!   `fold_chain_to_threshold`);
+//! - [`sign`]: sign algebra (`sign_of_binary`, `sign_of_nonnegative`,
+//!   `sign_maxpool_commute`, `threshold_maxpool_commute`);
+//! - [`threshold`]: integer-domain folding into thresholds or tables
+//!   (`bn_to_threshold`, `fold_chain_to_threshold`, `fold_chain_to_table`);
 //! - [`scale`]: scale folding (`sign_scale_to_threshold`, `sign_positive_scale`,
 //!   `collapse_int_affine`, `collapse_affine_epilogue`);
 //! - [`repconv`]: RepConv replication (`repconv_combine_weights`);
@@ -70,6 +70,10 @@ pub fn all_rules() -> Vec<Rule> {
             find: sign::sign_of_binary,
         },
         Rule {
+            name: "sign_of_nonnegative",
+            find: sign::sign_of_nonnegative,
+        },
+        Rule {
             name: "sign_maxpool_commute",
             find: sign::sign_maxpool_commute,
         },
@@ -88,6 +92,10 @@ pub fn all_rules() -> Vec<Rule> {
         Rule {
             name: "fold_chain_to_threshold",
             find: threshold::fold_chain_to_threshold,
+        },
+        Rule {
+            name: "fold_chain_to_table",
+            find: threshold::fold_chain_to_table,
         },
         Rule {
             name: "sign_positive_scale",

@@ -19,6 +19,32 @@ pub fn sign_of_binary(egraph: &BnnGraph, _class: Id, node: &ENode) -> Option<Bui
     (egraph[*x].data.ty.elem == ElemType::B1).then_some(Build::Class(*x))
 }
 
+/// `sign(x) -> fill(x, value=1, to=b1)` when `x` is never negative.
+///
+/// Derivation: `sign(e)` is -1 iff `e < 0`. The analysis' `never_negative`
+/// fact says no element of x is `< 0` (for integers from the exact ranges, for
+/// f32 from the op definitions: relu, sigmoid, non-negative sums and products,
+/// NaN included, since `NaN < 0` is false). So every element of `sign(x)` is
+/// +1, which is `fill`'s result of x's shape. `fill` reads no element of x,
+/// so x is computed only if something else needs it.
+pub fn sign_of_nonnegative(egraph: &BnnGraph, _class: Id, node: &ENode) -> Option<Build> {
+    let (Op::Sign { .. }, [x]) = op_of(node)? else {
+        return None;
+    };
+    let d = &egraph[*x].data;
+    // A constant folds to a constant instead.
+    if !d.never_negative || d.konst.is_some() {
+        return None;
+    }
+    Some(Build::Node(
+        Op::Fill {
+            value: 1.0,
+            to: ElemType::B1,
+        },
+        vec![Build::Class(*x)],
+    ))
+}
+
 /// `sign(maxpool2d(x)) -> maxpool2d(sign(x))` for integer-typed `x`.
 ///
 /// Derivation: maxpool scans each window's in-bounds elements `e_1..e_k` in
@@ -124,6 +150,38 @@ mod tests {
         let eg = run_rule(eg, "sign_of_binary");
         assert_eq!(eg.find(s), eg.find(ss));
         assert_ne!(eg.find(s), eg.find(x));
+    }
+
+    #[test]
+    fn sign_of_nonnegative() {
+        // relu(f32) and sigmoid are never negative (NaN included); an
+        // arbitrary input and hardtanh(relu) (not tracked) are left alone.
+        let mut eg = egraph(&[nhwc(ElemType::F32), nhwc(ElemType::F32)]);
+        let x = input(&mut eg, 0);
+        let r = op(&mut eg, Op::Relu, &[x]);
+        let s = op(&mut eg, Op::Sign { estimator: None }, &[r]);
+        let sg = op(&mut eg, Op::Sigmoid, &[x]);
+        let ssg = op(&mut eg, Op::Sign { estimator: None }, &[sg]);
+        let y = input(&mut eg, 1);
+        let sy = op(&mut eg, Op::Sign { estimator: None }, &[y]);
+        let h = op(&mut eg, Op::Hardtanh, &[r]);
+        let sh = op(&mut eg, Op::Sign { estimator: None }, &[h]);
+        let eg = run_rule(eg, "sign_of_nonnegative");
+        for (cls, of) in [(s, r), (ssg, sg)] {
+            let f = find_op(&eg, cls, "fill");
+            assert_eq!(f.len(), 1);
+            assert_eq!(f[0].children[0], eg.find(of));
+            assert_eq!(
+                f[0].graph_op(),
+                Some(&Op::Fill {
+                    value: 1.0,
+                    to: ElemType::B1
+                })
+            );
+        }
+        // An arbitrary input, and hardtanh (not tracked) stay.
+        assert!(find_op(&eg, sy, "fill").is_empty());
+        assert!(find_op(&eg, sh, "fill").is_empty());
     }
 
     #[test]

@@ -466,6 +466,61 @@ fn fold_sign(egraph: &BnnGraph, y: Id, accept: impl Fn(&[Step]) -> bool) -> Opti
     None
 }
 
+/// Largest table [`fold_chain_to_table`] writes: entries per channel row, and
+/// entries in all (one bit each in compiled code).
+pub const TABLE_ROW_LIMIT: u64 = 1 << 14;
+pub const TABLE_LIMIT: u64 = 1 << 21;
+
+/// The exact table of `sign(steps(acc))` over the accumulator's ranges:
+/// `(t, lo)` with `t: b1 [C, R]` (`[1, R]` when every row is equal) and entry
+/// k of row c the sign at `acc = lo + k`. Values of `[lo, lo + R)` outside
+/// channel c's set `V_c` never occur; their entries repeat the entry of the
+/// nearest smaller value of `V_c` (or the first one). `None` when a range is
+/// empty or too large ([`TABLE_ROW_LIMIT`], [`TABLE_LIMIT`]) or the chain
+/// does not evaluate.
+pub fn chain_table(steps: &[Step], elem: ElemType, ranges: &[Interval]) -> Option<(Tensor, i32)> {
+    let c = ranges.len();
+    let lo = ranges.iter().map(|r| r.lo).min()?;
+    let hi = ranges.iter().map(|r| r.hi).max()?;
+    let r = u64::try_from(hi - lo + 1).ok()?;
+    if r > TABLE_ROW_LIMIT || r.checked_mul(c as u64)? > TABLE_LIMIT {
+        return None;
+    }
+    let lo32 = i32::try_from(lo).ok()?;
+    i32::try_from(hi).ok()?;
+    let max = ranges.iter().map(|iv| iv.count()).max()? as usize;
+    // Row k of the evaluation holds value k of every channel (the last value
+    // repeated past a channel's end).
+    let mut data = Vec::with_capacity(max * c);
+    for k in 0..max as u64 {
+        for iv in ranges {
+            data.push(iv.value(k.min(iv.count() - 1)) as i32);
+        }
+    }
+    let (signs, _) = evaluate(steps, elem, max, c, data)?;
+    let r = r as usize;
+    let mut t = Vec::with_capacity(c * r);
+    for (ch, iv) in ranges.iter().enumerate() {
+        for e in 0..r as i64 {
+            let v = lo + e;
+            // Index in V_c of the nearest member <= v (0 below the range).
+            let k = if v <= iv.lo {
+                0
+            } else {
+                (((v.min(iv.hi) - iv.lo) / iv.step) as u64).min(iv.count() - 1)
+            };
+            t.push(signs[k as usize * c + ch]);
+        }
+    }
+    let shared = (1..c).all(|ch| t[ch * r..(ch + 1) * r] == t[..r]);
+    let tensor = if shared {
+        Tensor::int(ElemType::B1, vec![1, r], t[..r].to_vec())
+    } else {
+        Tensor::int(ElemType::B1, vec![c, r], t)
+    };
+    Some((tensor, lo32))
+}
+
 /// `threshold(acc, t, dir)` with `t: i32 [C, 1]` (`[1, 1]` when all equal) and
 /// `dir` left out when every direction is +1.
 pub fn threshold_build(acc: Id, t: Vec<i32>, dir: Vec<i32>) -> Build {
@@ -500,6 +555,42 @@ pub fn bn_to_threshold(egraph: &BnnGraph, _class: Id, node: &ENode) -> Option<Bu
     fold_sign(egraph, *y, |s| {
         s.len() == 1 && matches!(s[0].op, Op::BatchNorm { .. })
     })
+}
+
+/// `sign(f_n(..f_1(acc))) -> table(acc, g, lo)` for an elementwise chain whose
+/// sign is no threshold function of the accumulator.
+///
+/// Derivation: as in the module docs, `sign(y)` in channel c is the function
+/// `g_c : V_c -> {-1, +1}` of the accumulator alone, evaluated here with the
+/// interpreter on every value of `V_c` (so only ranges of at most
+/// [`BRUTE_FORCE_LIMIT`] values). `table(acc, t, lo)` returns
+/// `t[c, clamp(acc - lo, 0, R - 1)]`; with `lo = min_c lo_c` and
+/// `R = max_c hi_c - lo + 1` every accumulator value is inside the table, and
+/// entry `acc - lo` of row c is `g_c(acc)` for each `acc` in `V_c`. The other
+/// entries are never read. Chains that are thresholds are left to
+/// [`fold_chain_to_threshold`] (cheaper, and fusable the same way).
+pub fn fold_chain_to_table(egraph: &BnnGraph, _class: Id, node: &ENode) -> Option<Build> {
+    let (Op::Sign { .. }, [y]) = op_of(node)? else {
+        return None;
+    };
+    for chain in find_chains(egraph, *y) {
+        let d = &egraph[chain.acc].data;
+        let ranges = d.range.as_deref()?;
+        if ranges.len() != chan_count(&d.ty)
+            || ranges.iter().any(|r| r.count() > BRUTE_FORCE_LIMIT)
+            || cached_thresholds(egraph, &chain.steps, d.ty.elem, ranges).is_some()
+        {
+            continue;
+        }
+        let Some((t, lo)) = chain_table(&chain.steps, d.ty.elem, ranges) else {
+            continue;
+        };
+        return Some(Build::Node(
+            Op::Table { lo },
+            vec![Build::Class(chain.acc), Build::Const(t)],
+        ));
+    }
+    None
 }
 
 /// `sign(f_n(..f_1(acc))) -> threshold(acc, t, dir)` for any elementwise chain
@@ -712,6 +803,85 @@ mod tests {
         assert_eq!(t, [-1, -1, 7]);
         assert_eq!(dir, [1, -1, 1]);
         assert!(find_op(&eg, bad, "threshold").is_empty());
+    }
+
+    #[test]
+    fn fold_chain_to_table() {
+        // sign(prelu(acc + b, alpha) - d): with alpha < 0 the value is
+        // |.|-shaped, so the sign switches twice (no threshold); with alpha > 0
+        // it is a threshold and the table rule leaves it alone.
+        let k = 9usize;
+        let c = 3usize;
+        let mut eg = egraph(&[TensorType::new(
+            ElemType::B1,
+            vec![Dim::Batch, Dim::Fixed(k)],
+        )]);
+        let x = input(&mut eg, 0);
+        let wv: Vec<i32> = (0..c * k)
+            .map(|i| if (i * 5 + 1) % 3 == 0 { -1 } else { 1 })
+            .collect();
+        let w = konst(&mut eg, Tensor::int(ElemType::B1, vec![c, k], wv.clone()));
+        let acc = op(&mut eg, Op::Dense, &[x, w]);
+        let b = konst(&mut eg, f(&[1.0, -0.5, 2.0]));
+        let alpha = konst(&mut eg, f(&[-1.0, -0.25, -3.0]));
+        let d = konst(&mut eg, f(&[2.0, 0.5, 4.5]));
+        let a = op(&mut eg, Op::Add, &[acc, b]);
+        let p = op(&mut eg, Op::Prelu, &[a, alpha]);
+        let y = op(&mut eg, Op::Sub, &[p, d]);
+        let s = op(&mut eg, Op::Sign { estimator: None }, &[y]);
+        let pos = konst(&mut eg, f(&[0.5, 0.5, 0.5]));
+        let p2 = op(&mut eg, Op::Prelu, &[a, pos]);
+        let s2 = op(&mut eg, Op::Sign { estimator: None }, &[p2]);
+        let eg = run_rule(eg, "fold_chain_to_table");
+        assert!(find_op(&eg, s2, "table").is_empty(), "a threshold chain");
+        let tb = find_op(&eg, s, "table");
+        assert_eq!(tb.len(), 1);
+        assert_eq!(tb[0].children[0], eg.find(acc));
+        let Some(Op::Table { lo }) = tb[0].graph_op() else {
+            panic!("not a table")
+        };
+        let t = const_of(&eg, tb[0].children[1]).unwrap();
+        assert_eq!(*lo, -(k as i32));
+        assert_eq!(t.dims, [c, 2 * k + 1]);
+        // The table op on every input equals the chain (interpreter on both).
+        let mut rng = 7u64;
+        let n = 64;
+        let xs: Vec<i32> = (0..n * k)
+            .map(|_| {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if (rng >> 33).is_multiple_of(2) {
+                    1
+                } else {
+                    -1
+                }
+            })
+            .collect();
+        let xt = Tensor::int(ElemType::B1, vec![n, k], xs);
+        let wt = Tensor::int(ElemType::B1, vec![c, k], wv);
+        let acc_v = bnnc_runtime::ops::dot::dense(&xt, &wt).unwrap();
+        let ev = |op: Op, args: &[&Tensor]| bnnc_runtime::ops::eval(&op, args).unwrap();
+        let bt = f(&[1.0, -0.5, 2.0]);
+        let at = f(&[-1.0, -0.25, -3.0]);
+        let dt = f(&[2.0, 0.5, 4.5]);
+        let chain = ev(
+            Op::Sign { estimator: None },
+            &[&ev(
+                Op::Sub,
+                &[&ev(Op::Prelu, &[&ev(Op::Add, &[&acc_v, &bt]), &at]), &dt],
+            )],
+        );
+        let tabled = ev(Op::Table { lo: *lo }, &[&acc_v, &t]);
+        assert_eq!(chain, tabled);
+        // Each channel really switches twice over its range (so the table is
+        // needed): channel 0 is sign(|acc + 1| - 2) for odd acc.
+        let row0: Vec<i32> = t.as_int().unwrap()[..2 * k + 1].to_vec();
+        let at_acc = |v: i32| row0[(v + k as i32) as usize];
+        assert_eq!(
+            [at_acc(-5), at_acc(-1), at_acc(1), at_acc(3)],
+            [1, -1, 1, 1]
+        );
     }
 
     #[test]

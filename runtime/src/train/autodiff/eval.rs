@@ -166,6 +166,8 @@ impl TrainModel {
             | Op::Dequantize { .. }
             | Op::Ternarize { .. }
             | Op::Threshold
+            | Op::Table { .. }
+            | Op::Fill { .. }
             | Op::Argmax { .. } => self.interpret(cache, v)?,
         };
         Ok((out, None))

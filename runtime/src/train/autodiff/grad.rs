@@ -298,10 +298,13 @@ impl TrainModel {
                 out.push((0, shape::softmax_backward(own()?, g, outer, len, inner)));
             }
             Op::Dequantize { scale, .. } => out.push((0, g.iter().map(|&d| d * scale).collect())),
+            // The output does not depend on x's values: x's gradient is zero.
+            Op::Fill { .. } => {}
             Op::Sign { .. }
             | Op::Quantize { .. }
             | Op::Ternarize { .. }
             | Op::Threshold
+            | Op::Table { .. }
             | Op::Argmax { .. }
             | Op::Input(_)
             | Op::Weight { .. }
@@ -320,6 +323,10 @@ impl TrainModel {
 fn differentiable(op: &Op) -> bool {
     !matches!(
         op,
-        Op::Quantize { .. } | Op::Ternarize { .. } | Op::Threshold | Op::Argmax { .. }
+        Op::Quantize { .. }
+            | Op::Ternarize { .. }
+            | Op::Threshold
+            | Op::Table { .. }
+            | Op::Argmax { .. }
     )
 }
