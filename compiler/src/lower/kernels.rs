@@ -986,8 +986,8 @@ pub(crate) fn fusable(cx: &Cx, v: ValueId, users: &[Vec<ValueId>]) -> Vec<ValueI
     vec![]
 }
 
-/// Is `v` a `b1` or `f32` `replicate` that only conv (one group) / dense
-/// kernels read, as their input, or an `i32` / `f32` one that only
+/// Is `v` a `b1` or `f32` `replicate` that only conv (one group, or for
+/// `b1` groups that each lie inside one replica) / dense kernels read, as their input, or an `i32` / `f32` one that only
 /// thresholds read? Those kernels then read its source (with the weights of
 /// each replica, see [`conv_b1`], [`conv_f32`]; against each replica's
 /// thresholds, see [`threshold_replicated`]), and the replicated tensor is
@@ -1028,7 +1028,17 @@ pub(crate) fn replicate_read_through(
         let un = g.node(u);
         let dot = match &un.op {
             Op::Dense => true,
-            Op::Conv2d(a) => a.groups == 1,
+            // Grouped: binary kernels whose groups each stay in one replica.
+            Op::Conv2d(a) => {
+                a.groups == 1
+                    || (elem == ElemType::B1
+                        && rows_cols(cx.model.ty(n.inputs[0])).1 > 0
+                        && groups_inside_replicas(
+                            a.groups,
+                            rows_cols(cx.model.ty(v)).1 / a.groups,
+                            rows_cols(cx.model.ty(n.inputs[0])).1,
+                        ))
+            }
             _ => false,
         };
         if !dot {
@@ -1047,6 +1057,12 @@ pub(crate) fn replicate_read_through(
             && cx.constant(u).is_none()
     });
     ok.then_some((n.inputs[0], times))
+}
+
+/// True when every group of `cg` channels of a replicated input lies inside
+/// one replica of `c0` channels (so it reads a contiguous run of the source).
+fn groups_inside_replicas(groups: usize, cg: usize, c0: usize) -> bool {
+    c0 > 0 && (0..groups).all(|g| (g * cg) / c0 == ((g + 1) * cg - 1) / c0)
 }
 
 /// The buffer a binary conv/dense reads for its input `x`, the number of
@@ -1438,11 +1454,24 @@ fn conv_b1(
     let g = geom(cx, v, ins, attrs);
     let wv = w.as_int().unwrap_or(&[]).to_vec();
     let (x, reps, c0) = dot_input(cx, ins[0])?;
-    if reps > 1 && g.groups != 1 {
+    // A grouped conv over a read-through replicate: each group's channels lie
+    // inside one replica (checked by `replicate_read_through`), so group g
+    // reads source channels from `(g * Cg) mod C0`, and the kernel is the
+    // grouped kernel over the source with those group offsets.
+    let grouped_rt = reps > 1 && g.groups != 1;
+    if grouped_rt && !groups_inside_replicas(g.groups, g.cg, c0) {
         return Err(LowerError::Internal(
-            "read-through replicate into a grouped conv".into(),
+            "read-through replicate into a grouped conv whose groups straddle replicas".into(),
         ));
     }
+    let start = |grp: usize| {
+        if grouped_rt {
+            (grp * g.cg) % c0
+        } else {
+            grp * g.cg
+        }
+    };
+    let reps = if grouped_rt { 1 } else { reps };
     let words = Storage::words(c0);
     let tern = w.elem == ElemType::Ternary;
     let mut wfull = vec![0u64; g.o * g.kh * g.kw * reps * words];
@@ -1463,7 +1492,7 @@ fn conv_b1(
                     sum += val;
                     // Channel `full` of the (replicated) input is channel `ch`
                     // of replica `r` of the source.
-                    let full = grp * g.cg + c;
+                    let full = start(grp) + c;
                     let (r, ch) = (full / c0, full % c0);
                     let at = (tap * reps + r) * words + ch / 64;
                     if val < 0 {
@@ -1484,7 +1513,7 @@ fn conv_b1(
                 let mut m = 0u64;
                 for b in 0..64 {
                     let ch = wi * 64 + b;
-                    if ch >= grp * g.cg && ch < (grp + 1) * g.cg {
+                    if ch >= start(grp) && ch < start(grp) + g.cg {
                         m |= 1 << b;
                     }
                 }
@@ -1493,9 +1522,9 @@ fn conv_b1(
         })
         .collect();
     // Word range of each group's channels.
-    let lo: Vec<usize> = (0..g.groups).map(|grp| grp * g.cg / 64).collect();
+    let lo: Vec<usize> = (0..g.groups).map(|grp| start(grp) / 64).collect();
     let hi: Vec<usize> = (0..g.groups)
-        .map(|grp| ((grp + 1) * g.cg - 1) / 64 + 1)
+        .map(|grp| (start(grp) + g.cg - 1) / 64 + 1)
         .collect();
     let wd = cx.data_u64("conv_w_packed", &wfull);
     let pd = (pad != PadValue::Zero).then(|| cx.data_i32("conv_pad", &padtab));
