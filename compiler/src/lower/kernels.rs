@@ -1059,6 +1059,69 @@ pub(crate) fn replicate_read_through(
     ok.then_some((n.inputs[0], times))
 }
 
+/// RepConv weights over `replicate(x, times=b)` (`b1` x and weights) combined
+/// across the replicas: per row (output channel and tap) and source channel
+/// c the combined weight `V_c = sum_r W[r*C0 + c]` has b's parity and
+/// `|V_c| <= b`, and is written as `V_c = sum_j 2^k_j s_j,c` with every
+/// `s_j,c` in {-1, +1} (`bits`: packed planes, layout `[row][plane][word]`,
+/// bit set for -1). Then `sum_r sum_c W[r*C0 + c] x_c = sum_c V_c x_c =
+/// sum_j 2^k_j (C0 - 2 popcount(x xor s_j))`: the kernel reads x once per
+/// plane instead of once per replica.
+///
+/// Signed digits: an odd V with `|V| <= 2^m - 1` is `2^(m-1) sign(V) + V'`
+/// with V' odd and `|V'| <= 2^(m-1) - 1` (V > 0: `V - 2^(m-1)` lies in
+/// `[1 - 2^(m-1), 2^(m-1) - 1]`; symmetric for V < 0), down to `m = 1`,
+/// `V = sign(V)`: m planes with shifts m-1 .. 0. An even V is `1 + (V - 1)`,
+/// V - 1 odd with `|V - 1| <= b + 1`: one all-(+1) plane with shift 0 more.
+/// Used only when that is fewer planes than replicas (b = 3, 5, 6, 7, ..).
+struct ReplicaPlanes {
+    bits: Vec<u64>,
+    shifts: Vec<u32>,
+}
+
+impl ReplicaPlanes {
+    /// `w`: rows of `reps * c0` weights (±1); `None` when planes would not
+    /// be fewer than `reps`.
+    fn new(w: &[i32], rows: usize, reps: usize, c0: usize) -> Option<ReplicaPlanes> {
+        let even = reps.is_multiple_of(2);
+        let bound = if even { reps + 1 } else { reps };
+        let m = (1..32).find(|&m| (1usize << m) > bound)?;
+        let np = m + usize::from(even);
+        if np >= reps || w.len() != rows * reps * c0 {
+            return None;
+        }
+        let mut shifts: Vec<u32> = (0..m as u32).rev().collect();
+        if even {
+            shifts.push(0);
+        }
+        let mut vals = vec![0i32; rows * np * c0];
+        for row in 0..rows {
+            for c in 0..c0 {
+                let mut v: i32 = (0..reps).map(|r| w[(row * reps + r) * c0 + c]).sum();
+                if even {
+                    vals[(row * np + m) * c0 + c] = 1;
+                    v -= 1;
+                }
+                for (jp, &k) in shifts[..m].iter().enumerate() {
+                    let s = if v < 0 { -1 } else { 1 };
+                    vals[(row * np + jp) * c0 + c] = s;
+                    v -= s << k;
+                }
+                debug_assert_eq!(v, 0, "signed digits of a combined weight");
+            }
+        }
+        Some(ReplicaPlanes {
+            bits: crate::lower::pack_bits(&vals, rows * np, c0),
+            shifts,
+        })
+    }
+
+    /// `sum_j 2^k_j`: the weight of `C0` in each in-bounds tap.
+    fn coef_sum(&self) -> usize {
+        self.shifts.iter().map(|&k| 1usize << k).sum()
+    }
+}
+
 /// True when every group of `cg` channels of a replicated input lies inside
 /// one replica of `c0` channels (so it reads a contiguous run of the source).
 fn groups_inside_replicas(groups: usize, cg: usize, c0: usize) -> bool {
@@ -1158,7 +1221,13 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
     let wv = w.as_int().unwrap_or(&[]);
     // Row (o, r) holds replica r's slice w[o, r*C0 .. (r+1)*C0]: the row-major
     // weights seen as `o*reps` rows of C0 channels.
-    let packed = pack_bits(wv, o * reps, c0);
+    let planes = (reps > 1 && w.elem == ElemType::B1)
+        .then(|| ReplicaPlanes::new(wv, o, reps, c0))
+        .flatten();
+    let packed = match &planes {
+        Some(pl) => pl.bits.clone(),
+        None => pack_bits(wv, o * reps, c0),
+    };
     let wd = cx.data_u64("dense_w_packed", &packed);
     // Ternary weights: a second plane with the nonzero positions, and per
     // output the count of nonzero weights (which replaces K).
@@ -1185,7 +1254,7 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
         }
         fb.for_n("o", o, |fb, oi| {
             fb.assign(acc, i64c(0));
-            let word = |fb: &mut Fb, row: Expr, wi: Expr| {
+            let word = |fb: &mut Fb, row: Expr, wi: Expr, shift: u32| {
                 let xw = load(
                     Ty::I64,
                     at8(&p[0], add(mul(n.clone(), c64(words)), wi.clone())),
@@ -1196,19 +1265,33 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
                 if let Some((nz, _)) = tern {
                     t = and(t, load(Ty::I64, at8(&Expr::DataAddr(nz), wi)));
                 }
-                fb.assign(acc, add(var(acc), un(UnOp::Popcnt, t)));
+                let c = un(UnOp::Popcnt, t);
+                let c = if shift == 0 {
+                    c
+                } else {
+                    shl(c, i64c(shift as i64))
+                };
+                fb.assign(acc, add(var(acc), c));
             };
-            if reps == 1 {
-                fb.for_n("w", words, |fb, wi| word(fb, oi.clone(), wi));
+            if let Some(pl) = &planes {
+                // acc = sum_j 2^k_j popcount(x xor plane_j).
+                let np = pl.shifts.len();
+                for (jp, &sh) in pl.shifts.iter().enumerate() {
+                    let row = add(mul(oi.clone(), c64(np)), c64(jp));
+                    fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi, sh));
+                }
+            } else if reps == 1 {
+                fb.for_n("w", words, |fb, wi| word(fb, oi.clone(), wi, 0));
             } else {
                 fb.for_n("r", reps, |fb, r| {
                     let row = add(mul(oi.clone(), c64(reps)), r);
-                    fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi));
+                    fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi, 0));
                 });
             }
-            let terms = match tern {
-                Some((_, cnt)) => to_i64(load(Ty::I32, at4(&Expr::DataAddr(cnt), oi.clone()))),
-                None => c64(k),
+            let terms = match (tern, &planes) {
+                (Some((_, cnt)), _) => to_i64(load(Ty::I32, at4(&Expr::DataAddr(cnt), oi.clone()))),
+                (None, Some(pl)) => c64(pl.coef_sum() * c0),
+                (None, None) => c64(k),
             };
             let y = to_i32(sub(terms, mul(i64c(2), var(acc))));
             match epi {
@@ -1439,6 +1522,8 @@ fn conv_f32(
 /// the same x0 words. The popcounts add up to the popcount over the
 /// replicated row (tail bits are 0 in both), so the tap still adds
 /// `Cg - 2 * popcount` with Cg = C, and the padded-tap table is unchanged.
+/// With 3, 5, 6 or more replicas the replicas' weights are combined into
+/// fewer signed-digit planes ([`ReplicaPlanes`]) and x is read once per plane.
 fn conv_b1(
     cx: &mut Cx,
     v: ValueId,
@@ -1507,6 +1592,18 @@ fn conv_b1(
             }
         }
     }
+    // RepConv with b >= 3 replicas: the replicas' weights combined into
+    // signed-digit planes (fewer than b), see [`ReplicaPlanes`].
+    let planes = (reps > 1 && !tern)
+        .then(|| ReplicaPlanes::new(&wv, g.o * g.kh * g.kw, reps, c0))
+        .flatten();
+    let rows_per_tap = match &planes {
+        Some(pl) => {
+            wfull = pl.bits.clone();
+            pl.shifts.len()
+        }
+        None => reps,
+    };
     let masks: Vec<u64> = (0..g.groups)
         .flat_map(|grp| {
             (0..words).map(move |wi| {
@@ -1620,7 +1717,7 @@ fn conv_b1(
                             mul(add(mul(n.clone(), c64(g.h)), iy.clone()), c64(g.w)),
                             ix.clone(),
                         );
-                        let word = |fb: &mut Fb, row: Expr, wi: Expr| {
+                        let word = |fb: &mut Fb, row: Expr, wi: Expr, shift: u32| {
                             let xw = load(
                                 Ty::I64,
                                 at8(&p[0], add(mul(pix.clone(), c64(words)), wi.clone())),
@@ -1643,25 +1740,38 @@ fn conv_b1(
                                     ),
                                 );
                             }
-                            fb.assign(pc, add(var(pc), un(UnOp::Popcnt, t)));
+                            let n = un(UnOp::Popcnt, t);
+                            let n = if shift == 0 {
+                                n
+                            } else {
+                                shl(n, i64c(shift as i64))
+                            };
+                            fb.assign(pc, add(var(pc), n));
                         };
-                        if reps > 1 {
+                        if let Some(pl) = &planes {
+                            // pc = sum_j 2^k_j popcount(x xor plane_j).
+                            for (jp, &k) in pl.shifts.iter().enumerate() {
+                                let row = add(mul(tap.clone(), c64(rows_per_tap)), c64(jp));
+                                fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi, k));
+                            }
+                        } else if reps > 1 {
                             fb.for_n("r", reps, |fb, r| {
                                 let row = add(mul(tap.clone(), c64(reps)), r);
-                                fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi));
+                                fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi, 0));
                             });
                         } else if g.groups == 1 {
-                            fb.for_n("w", words, |fb, wi| word(fb, tap.clone(), wi));
+                            fb.for_n("w", words, |fb, wi| word(fb, tap.clone(), wi, 0));
                         } else {
                             fb.for_("w", wlo.clone(), whi.clone(), |fb, wi| {
-                                word(fb, tap.clone(), wi)
+                                word(fb, tap.clone(), wi, 0)
                             });
                         }
-                        let terms = match tern {
-                            Some((_, cnt)) => {
+                        let terms = match (tern, &planes) {
+                            (Some((_, cnt)), _) => {
                                 to_i64(load(Ty::I32, at4(&Expr::DataAddr(cnt), tap.clone())))
                             }
-                            None => c64(g.cg),
+                            (None, Some(pl)) => c64(pl.coef_sum() * c0),
+                            (None, None) => c64(g.cg),
                         };
                         fb.assign(acc, add(var(acc), sub(terms, mul(i64c(2), var(pc)))));
                     },
@@ -2158,4 +2268,40 @@ fn softmax_argmax(cx: &mut Cx, v: ValueId, x: ValueId, axis: i64, out: usize, so
     });
     cx.end(fb, vec![src, out]);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every combination of replica weights for b = 2..=9 (one channel,
+    /// rows = all 2^b sign patterns): the planes' signed digits add up to the
+    /// combined weight, and planes are used only when fewer than replicas.
+    #[test]
+    fn replica_planes_reconstruct_the_combined_weights() {
+        for reps in 2..=9usize {
+            let rows = 1usize << reps;
+            let w: Vec<i32> = (0..rows)
+                .flat_map(|m| (0..reps).map(move |r| if m >> r & 1 == 1 { -1 } else { 1 }))
+                .collect();
+            let Some(pl) = ReplicaPlanes::new(&w, rows, reps, 1) else {
+                assert!(matches!(reps, 2 | 4), "no planes for b = {reps}");
+                continue;
+            };
+            let np = pl.shifts.len();
+            assert!(np < reps);
+            let vals = crate::lower::unpack_bits(&pl.bits, rows * np, 1);
+            for row in 0..rows {
+                let v: i32 = w[row * reps..(row + 1) * reps].iter().sum();
+                let got: i32 = (0..np).map(|j| vals[row * np + j] << pl.shifts[j]).sum();
+                assert_eq!(got, v, "b = {reps}, row {row}");
+            }
+            let odd_sum = (1usize << (pl.shifts[0] + 1)) - 1;
+            assert_eq!(
+                pl.coef_sum(),
+                odd_sum + usize::from(reps % 2 == 0),
+                "b = {reps}"
+            );
+        }
+    }
 }

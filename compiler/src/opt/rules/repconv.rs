@@ -7,10 +7,14 @@
 //! ([`super::movement::threshold_through_replicate`]); with different sets it
 //! stays `threshold(replicate(acc), t)`, and lowering computes `acc` once and
 //! compares it against the `b` sets inside the producing kernel. A conv or
-//! dense over a replicate that this rule leaves alone (combined weights that
-//! are not a multiple of a ternary kernel, float inputs) is lowered reading
-//! `x` once per replica with that replica's weights, without storing the
-//! replicate either.
+//! dense over a replicate that this rule leaves alone is lowered without
+//! storing the replicate either: for `b1` x the kernel combines the replicas'
+//! weights itself, into signed-digit planes `V = sum_j 2^k_j s_j` (2 planes
+//! for b = 3, 3 for b = 5 or 7, ...; `lower::kernels`, `ReplicaPlanes`), and
+//! reads x once per plane; grouped convs whose groups each lie inside one
+//! replica read x at the group's offset. Float inputs are read once per
+//! replica with that replica's weights: combining float weights would round
+//! differently (`x*w1 + x*w2` is not `x*(w1 + w2)` in f32).
 
 use bnnc_ir::{ElemType, Op, Tensor};
 use egg::Id;
