@@ -8,6 +8,8 @@
 //! - [`scale`]: scale folding (`sign_scale_to_threshold`, `sign_positive_scale`,
 //!   `collapse_int_affine`, `collapse_affine_epilogue`);
 //! - [`repconv`]: RepConv replication (`repconv_combine_weights`);
+//! - [`adabin`]: AdaBin affine binary values in float dots, proven exact, as
+//!   binary dots plus integer corrections (`affine_binary_dot`);
 //! - [`movement`]: sign and threshold across data movement
 //!   (`sign_through_movement`, `threshold_through_concat`,
 //!   `threshold_through_shuffle`, `threshold_through_replicate`).
@@ -24,6 +26,7 @@
 //! Adding a rule: write the function (derivation above it), list it in
 //! [`all_rules`], add a unit test of the same name, and run the differential test.
 
+pub mod adabin;
 pub mod constant;
 pub mod movement;
 pub mod repconv;
@@ -112,6 +115,10 @@ pub fn all_rules() -> Vec<Rule> {
         Rule {
             name: "repconv_combine_weights",
             find: repconv::repconv_combine_weights,
+        },
+        Rule {
+            name: "affine_binary_dot",
+            find: adabin::affine_binary_dot,
         },
         Rule {
             name: "sign_through_movement",
