@@ -155,7 +155,14 @@ pr = prelu(acc, nslope)
 ten = [10.0]: f32[1]
 pd = sub(pr, ten)
 s14 = sign(pd)
-output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor, s13, cr, s14
+al = [0.75]: f32[1]
+be = [-0.25]: f32[1]
+xa = mul(xb, al)
+xab = add(xa, be)
+aw = [0.5, 1.25, 0.125, 2.0]: f32[4, 1, 1, 1]
+wca = mul(wcb, aw)
+ad = conv2d(xab, wca, padding=1)
+output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor, s13, cr, s14, ad
 ";
 
 #[test]
