@@ -362,7 +362,7 @@ impl Builder<'_> {
                 }
             }
             18 | 19 if rank == 4 && kind == 19 => Op::GlobalAvgPool,
-            19 => {
+            19 if rank > 0 => {
                 // concat with an earlier value of the same element type and shape
                 // (but the last axis), or with itself.
                 let other = self

@@ -85,6 +85,8 @@ fn generator_covers_the_op_set() {
         "dequantize",
         "ternarize",
         "threshold",
+        "table",
+        "fill",
         "conv2d",
         "dense",
         "batchnorm",
