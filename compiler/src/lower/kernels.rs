@@ -1122,6 +1122,16 @@ impl ReplicaPlanes {
     }
 }
 
+/// `popcount(t) << shift` (i64): one plane's term of a [`ReplicaPlanes`] dot.
+fn shifted_popcount(t: Expr, shift: u32) -> Expr {
+    let n = un(UnOp::Popcnt, t);
+    if shift == 0 {
+        n
+    } else {
+        shl(n, i64c(shift as i64))
+    }
+}
+
 /// True when every group of `cg` channels of a replicated input lies inside
 /// one replica of `c0` channels (so it reads a contiguous run of the source).
 fn groups_inside_replicas(groups: usize, cg: usize, c0: usize) -> bool {
@@ -1265,13 +1275,7 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
                 if let Some((nz, _)) = tern {
                     t = and(t, load(Ty::I64, at8(&Expr::DataAddr(nz), wi)));
                 }
-                let c = un(UnOp::Popcnt, t);
-                let c = if shift == 0 {
-                    c
-                } else {
-                    shl(c, i64c(shift as i64))
-                };
-                fb.assign(acc, add(var(acc), c));
+                fb.assign(acc, add(var(acc), shifted_popcount(t, shift)));
             };
             if let Some(pl) = &planes {
                 // acc = sum_j 2^k_j popcount(x xor plane_j).
@@ -1740,13 +1744,7 @@ fn conv_b1(
                                     ),
                                 );
                             }
-                            let n = un(UnOp::Popcnt, t);
-                            let n = if shift == 0 {
-                                n
-                            } else {
-                                shl(n, i64c(shift as i64))
-                            };
-                            fb.assign(pc, add(var(pc), n));
+                            fb.assign(pc, add(var(pc), shifted_popcount(t, shift)));
                         };
                         if let Some(pl) = &planes {
                             // pc = sum_j 2^k_j popcount(x xor plane_j).

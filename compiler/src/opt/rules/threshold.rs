@@ -763,22 +763,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fold_chain_to_threshold() {
-        // sign(prelu(add(mul(acc, s), b), alpha)) with alpha >= 0 folds; a
-        // negative prelu slope whose sign flips twice does not.
-        let k = 9usize;
-        let c = 3usize;
+    /// An e-graph with a `b1 [N, k]` input and its dense with the `b1`
+    /// weights `wv` (`[wv.len() / k, k]`); returns the graph and the
+    /// accumulator.
+    fn binary_dense(k: usize, wv: Vec<i32>) -> (BnnGraph, Id) {
         let mut eg = egraph(&[TensorType::new(
             ElemType::B1,
             vec![Dim::Batch, Dim::Fixed(k)],
         )]);
         let x = input(&mut eg, 0);
-        let w = konst(
-            &mut eg,
-            Tensor::int(ElemType::B1, vec![c, k], vec![1; c * k]),
-        );
+        let c = wv.len() / k;
+        let w = konst(&mut eg, Tensor::int(ElemType::B1, vec![c, k], wv));
         let acc = op(&mut eg, Op::Dense, &[x, w]);
+        (eg, acc)
+    }
+
+    #[test]
+    fn fold_chain_to_threshold() {
+        // sign(prelu(add(mul(acc, s), b), alpha)) with alpha >= 0 folds; a
+        // negative prelu slope whose sign flips twice does not.
+        let (k, c) = (9usize, 3usize);
+        let (mut eg, acc) = binary_dense(k, vec![1; c * k]);
         let s = konst(&mut eg, f(&[0.5, -2.0, 0.25]));
         let b = konst(&mut eg, f(&[1.0, 0.5, -1.5]));
         let alpha = konst(&mut eg, f(&[0.1, 0.5, 0.2]));
@@ -810,18 +815,11 @@ mod tests {
         // sign(prelu(acc + b, alpha) - d): with alpha < 0 the value is
         // |.|-shaped, so the sign switches twice (no threshold); with alpha > 0
         // it is a threshold and the table rule leaves it alone.
-        let k = 9usize;
-        let c = 3usize;
-        let mut eg = egraph(&[TensorType::new(
-            ElemType::B1,
-            vec![Dim::Batch, Dim::Fixed(k)],
-        )]);
-        let x = input(&mut eg, 0);
+        let (k, c) = (9usize, 3usize);
         let wv: Vec<i32> = (0..c * k)
             .map(|i| if (i * 5 + 1) % 3 == 0 { -1 } else { 1 })
             .collect();
-        let w = konst(&mut eg, Tensor::int(ElemType::B1, vec![c, k], wv.clone()));
-        let acc = op(&mut eg, Op::Dense, &[x, w]);
+        let (mut eg, acc) = binary_dense(k, wv.clone());
         let b = konst(&mut eg, f(&[1.0, -0.5, 2.0]));
         let alpha = konst(&mut eg, f(&[-1.0, -0.25, -3.0]));
         let d = konst(&mut eg, f(&[2.0, 0.5, 4.5]));
