@@ -12,9 +12,11 @@
 //!   OR of packed words);
 //! - memory: every op writes its result (`ceil(elements * bits / 32)` words), and
 //!   a constant costs its size (it is read once per inference);
-//! - every op costs at least 1, so the cheapest term is never cyclic;
-//! - `fill` reads only its operand's shape, so the operand's cost is not
-//!   added (lowering never computes a value that only fills read).
+//! - every op costs at least 1 plus its operands, so the cheapest term is
+//!   never cyclic. That holds for `fill` too, although it reads only its
+//!   operand's shape (and lowering never computes a value only fills read):
+//!   a `fill` that did not count its operand could be chosen over its own
+//!   class (`sign(s) = fill(s)` with s already `+1`), a cycle.
 //!
 //! Costs saturate at [`INFINITE`], a large finite number.
 
@@ -119,9 +121,6 @@ impl CostFunction<ENode> for BnnCost<'_> {
                     .saturating_add(1)
             }
         };
-        if matches!(enode.graph_op(), Some(Op::Fill { .. })) {
-            return own.min(INFINITE);
-        }
         enode
             .children()
             .iter()

@@ -32,8 +32,9 @@ pub fn sign_of_nonnegative(egraph: &BnnGraph, _class: Id, node: &ENode) -> Optio
         return None;
     };
     let d = &egraph[*x].data;
-    // A constant folds to a constant instead.
-    if !d.never_negative || d.konst.is_some() {
+    // A constant folds to a constant instead; a `b1` x is `sign(x)` itself
+    // ([`sign_of_binary`]).
+    if !d.never_negative || d.konst.is_some() || d.ty.elem == ElemType::B1 {
         return None;
     }
     Some(Build::Node(
@@ -166,7 +167,13 @@ mod tests {
         let sy = op(&mut eg, Op::Sign { estimator: None }, &[y]);
         let h = op(&mut eg, Op::Hardtanh, &[r]);
         let sh = op(&mut eg, Op::Sign { estimator: None }, &[h]);
+        // sign(s) for the b1 s = +1 is s itself (sign_of_binary), never
+        // fill(s): in s's own class that would be a cycle.
+        let ss = op(&mut eg, Op::Sign { estimator: None }, &[s]);
         let eg = run_rule(eg, "sign_of_nonnegative");
+        assert!(find_op(&eg, ss, "fill")
+            .iter()
+            .all(|f| f.children[0] != eg.find(s)));
         for (cls, of) in [(s, r), (ssg, sg)] {
             let f = find_op(&eg, cls, "fill");
             assert_eq!(f.len(), 1);
