@@ -369,3 +369,21 @@ fn tables_fuse_into_popcount_kernels_and_fills_skip_their_operand() {
         "{kernels0:?}"
     );
 }
+
+/// Grouped binary convs over replicates, with groups inside one replica and
+/// groups across two: neither replicate gets a buffer (the kernels read the
+/// source, with a mask per group and replica where groups straddle).
+#[test]
+fn grouped_convs_over_replicates_read_the_source() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/conv_b1_groups.ir");
+    for m in [Model::load(&p).unwrap(), opt(&p).model] {
+        let (plan, _) = plan_and_kernels(&m);
+        for never in ["yr", "ab2"] {
+            assert!(
+                plan.iter()
+                    .all(|w| w != never && !w.starts_with(&format!("{never}."))),
+                "a buffer for `{never}`: {plan:?}"
+            );
+        }
+    }
+}

@@ -986,8 +986,8 @@ pub(crate) fn fusable(cx: &Cx, v: ValueId, users: &[Vec<ValueId>]) -> Vec<ValueI
     vec![]
 }
 
-/// Is `v` a `b1` or `f32` `replicate` that only conv (one group, or for
-/// `b1` groups that each lie inside one replica) / dense kernels read, as their input, or an `i32` / `f32` one that only
+/// Is `v` a `b1` or `f32` `replicate` that only conv (any groups) / dense
+/// kernels read, as their input, or an `i32` / `f32` one that only
 /// thresholds read? Those kernels then read its source (with the weights of
 /// each replica, see [`conv_b1`], [`conv_f32`]; against each replica's
 /// thresholds, see [`threshold_replicated`]), and the replicated tensor is
@@ -1026,21 +1026,7 @@ pub(crate) fn replicate_read_through(
     }
     let ok = users[v.index()].iter().all(|&u| {
         let un = g.node(u);
-        let dot = match &un.op {
-            Op::Dense => true,
-            // Grouped: binary kernels whose groups each stay in one replica.
-            Op::Conv2d(a) => {
-                a.groups == 1
-                    || (elem == ElemType::B1
-                        && rows_cols(cx.model.ty(n.inputs[0])).1 > 0
-                        && groups_inside_replicas(
-                            a.groups,
-                            rows_cols(cx.model.ty(v)).1 / a.groups,
-                            rows_cols(cx.model.ty(n.inputs[0])).1,
-                        ))
-            }
-            _ => false,
-        };
+        let dot = matches!(un.op, Op::Dense | Op::Conv2d(_));
         if !dot {
             return false;
         }
@@ -1409,11 +1395,13 @@ fn conv_f32(
     let g = geom(cx, v, ins, attrs);
     let wd = cx.data_f32("conv_w", &f32_values(&w));
     let (x, reps, c0) = dot_input(cx, ins[0])?;
-    if reps > 1 && g.groups != 1 {
-        return Err(LowerError::Internal(
-            "read-through replicate into a grouped conv".into(),
-        ));
-    }
+    // Grouped over a read-through replicate: channel g*Cg + c of the
+    // replicated input is channel (g*Cg + c) mod C0 of the source, from a
+    // table.
+    let src_chan = (reps > 1 && g.groups != 1).then(|| {
+        let t: Vec<i32> = (0..g.groups * g.cg).map(|k| (k % c0) as i32).collect();
+        cx.data_i32("conv_src_channel", &t)
+    });
     let ty = cx.buf_ty(out).clone();
     let (mut fb, batch, p) = cx.begin("conv2d_f32", 2);
     let acc = fb.var("acc", Ty::F32);
@@ -1474,7 +1462,13 @@ fn conv_f32(
                                     ),
                                 );
                             };
-                            if reps == 1 {
+                            if let Some(tab) = src_chan {
+                                fb.for_n("c", g.cg, |fb, c| {
+                                    let k = add(mul(gi.clone(), c64(g.cg)), c.clone());
+                                    let sc = to_i64(load(Ty::I32, at4(&Expr::DataAddr(tab), k)));
+                                    term(fb, add(mul(pix.clone(), c64(c0)), sc), c)
+                                })
+                            } else if reps == 1 {
                                 fb.for_n("c", g.cg, |fb, c| {
                                     let xi = add(
                                         add(mul(pix.clone(), c64(g.c)), mul(gi.clone(), c64(g.cg))),
@@ -1543,16 +1537,14 @@ fn conv_b1(
     let g = geom(cx, v, ins, attrs);
     let wv = w.as_int().unwrap_or(&[]).to_vec();
     let (x, reps, c0) = dot_input(cx, ins[0])?;
-    // A grouped conv over a read-through replicate: each group's channels lie
-    // inside one replica (checked by `replicate_read_through`), so group g
-    // reads source channels from `(g * Cg) mod C0`, and the kernel is the
-    // grouped kernel over the source with those group offsets.
-    let grouped_rt = reps > 1 && g.groups != 1;
-    if grouped_rt && !groups_inside_replicas(g.groups, g.cg, c0) {
-        return Err(LowerError::Internal(
-            "read-through replicate into a grouped conv whose groups straddle replicas".into(),
-        ));
-    }
+    // A grouped conv over a read-through replicate. When each group's
+    // channels lie inside one replica, group g reads source channels from
+    // `(g * Cg) mod C0`: the grouped kernel over the source with those
+    // offsets. Otherwise (`straddle`) the weights keep the per-replica layout
+    // and a mask per (group, replica, word) keeps the group's channels of
+    // each replica.
+    let grouped_rt = reps > 1 && g.groups != 1 && groups_inside_replicas(g.groups, g.cg, c0);
+    let straddle = reps > 1 && g.groups != 1 && !grouped_rt;
     let start = |grp: usize| {
         if grouped_rt {
             (grp * g.cg) % c0
@@ -1598,7 +1590,7 @@ fn conv_b1(
     }
     // RepConv with b >= 3 replicas: the replicas' weights combined into
     // signed-digit planes (fewer than b), see [`ReplicaPlanes`].
-    let planes = (reps > 1 && !tern)
+    let planes = (reps > 1 && !tern && g.groups == 1)
         .then(|| ReplicaPlanes::new(&wv, g.o * g.kh * g.kw, reps, c0))
         .flatten();
     let rows_per_tap = match &planes {
@@ -1608,13 +1600,17 @@ fn conv_b1(
         }
         None => reps,
     };
-    let masks: Vec<u64> = (0..g.groups)
-        .flat_map(|grp| {
+    // Rows of masks: one per group, or per (group, replica) for `straddle`
+    // (channel ch of replica r is channel r*C0 + ch of the group's range).
+    let mask_reps = if straddle { reps } else { 1 };
+    let masks: Vec<u64> = (0..g.groups * mask_reps)
+        .flat_map(|row| {
+            let (grp, r) = (row / mask_reps, row % mask_reps);
             (0..words).map(move |wi| {
                 let mut m = 0u64;
                 for b in 0..64 {
-                    let ch = wi * 64 + b;
-                    if ch >= start(grp) && ch < start(grp) + g.cg {
+                    let ch = wi * 64 + b + if straddle { r * c0 } else { 0 };
+                    if wi * 64 + b < c0 && ch >= start(grp) && ch < start(grp) + g.cg {
                         m |= 1 << b;
                     }
                 }
@@ -1721,7 +1717,7 @@ fn conv_b1(
                             mul(add(mul(n.clone(), c64(g.h)), iy.clone()), c64(g.w)),
                             ix.clone(),
                         );
-                        let word = |fb: &mut Fb, row: Expr, wi: Expr, shift: u32| {
+                        let word = |fb: &mut Fb, row: Expr, wi: Expr, shift: u32, mrow: Expr| {
                             let xw = load(
                                 Ty::I64,
                                 at8(&p[0], add(mul(pix.clone(), c64(words)), wi.clone())),
@@ -1737,10 +1733,7 @@ fn conv_b1(
                                     t,
                                     load(
                                         Ty::I64,
-                                        at8(
-                                            &Expr::DataAddr(m),
-                                            add(mul(gi.clone(), c64(words)), wi),
-                                        ),
+                                        at8(&Expr::DataAddr(m), add(mul(mrow, c64(words)), wi)),
                                     ),
                                 );
                             }
@@ -1750,18 +1743,25 @@ fn conv_b1(
                             // pc = sum_j 2^k_j popcount(x xor plane_j).
                             for (jp, &k) in pl.shifts.iter().enumerate() {
                                 let row = add(mul(tap.clone(), c64(rows_per_tap)), c64(jp));
-                                fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi, k));
+                                fb.for_n("w", words, |fb, wi| {
+                                    word(fb, row.clone(), wi, k, gi.clone())
+                                });
                             }
                         } else if reps > 1 {
                             fb.for_n("r", reps, |fb, r| {
-                                let row = add(mul(tap.clone(), c64(reps)), r);
-                                fb.for_n("w", words, |fb, wi| word(fb, row.clone(), wi, 0));
+                                let row = add(mul(tap.clone(), c64(reps)), r.clone());
+                                let mrow = add(mul(gi.clone(), c64(mask_reps)), r);
+                                fb.for_n("w", words, |fb, wi| {
+                                    word(fb, row.clone(), wi, 0, mrow.clone())
+                                });
                             });
                         } else if g.groups == 1 {
-                            fb.for_n("w", words, |fb, wi| word(fb, tap.clone(), wi, 0));
+                            fb.for_n("w", words, |fb, wi| {
+                                word(fb, tap.clone(), wi, 0, gi.clone())
+                            });
                         } else {
                             fb.for_("w", wlo.clone(), whi.clone(), |fb, wi| {
-                                word(fb, tap.clone(), wi, 0)
+                                word(fb, tap.clone(), wi, 0, gi.clone())
                             });
                         }
                         let terms = match (tern, &planes) {

@@ -11,8 +11,8 @@
 //! storing the replicate either: for `b1` x the kernel combines the replicas'
 //! weights itself, into signed-digit planes `V = sum_j 2^k_j s_j` (2 planes
 //! for b = 3, 3 for b = 5 or 7, ...; `lower::kernels`, `ReplicaPlanes`), and
-//! reads x once per plane; grouped convs whose groups each lie inside one
-//! replica read x at the group's offset. Float inputs are read once per
+//! reads x once per plane; grouped convs read x at each group's offset (a
+//! group spanning two replicas with a mask per replica). Float inputs are read once per
 //! replica with that replica's weights: combining float weights would round
 //! differently (`x*w1 + x*w2` is not `x*(w1 + w2)` in f32).
 
