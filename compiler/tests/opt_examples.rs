@@ -122,6 +122,18 @@ fn mnist_mlp_has_no_float_op_between_binary_layers() {
     assert_eq!(bns, 1);
 }
 
+/// Fails if the memory plan holds a buffer for any of `names` (or a part
+/// `name.*` of one).
+fn assert_not_stored(plan: &[String], names: &[&str]) {
+    for never in names {
+        assert!(
+            plan.iter()
+                .all(|w| w != never && !w.starts_with(&format!("{never}."))),
+            "a buffer for `{never}`: {plan:?}"
+        );
+    }
+}
+
 /// The workspace buffers and kernel names of `model` compiled for the native
 /// backends.
 fn plan_and_kernels(model: &Model) -> (Vec<String>, Vec<String>) {
@@ -213,15 +225,12 @@ fn repconv_corpus_model_computes_replication_once() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/repconv.ir");
     let o = opt(&p);
     let (plan, kernels) = plan_and_kernels(&o.model);
-    for never in [
-        "xr", "vr", "c2", "c2r", "c3", "c3r", "hr", "fr2", "ur", "zr",
-    ] {
-        assert!(
-            plan.iter()
-                .all(|w| w != never && !w.starts_with(&format!("{never}."))),
-            "a buffer for `{never}`: {plan:?}"
-        );
-    }
+    assert_not_stored(
+        &plan,
+        &[
+            "xr", "vr", "c2", "c2r", "c3", "c3r", "hr", "fr2", "ur", "zr",
+        ],
+    );
     // Only the replicate of the float sign (`yf`, a model output) runs as a
     // kernel, moving packed bits; the thresholds of `y2` and `y3` are fused
     // into their convs.
@@ -348,13 +357,7 @@ fn tables_fuse_into_popcount_kernels_and_fills_skip_their_operand() {
     assert_eq!(fired("fold_chain_to_table"), 2, "{}", o.report);
     assert_eq!(fired("sign_of_nonnegative"), 1, "{}", o.report);
     let (plan, kernels) = plan_and_kernels(&o.model);
-    for never in ["c1", "r1", "h", "h1", "h2", "h3", "du", "ru"] {
-        assert!(
-            plan.iter()
-                .all(|w| w != never && !w.starts_with(&format!("{never}."))),
-            "a buffer for `{never}`: {plan:?}"
-        );
-    }
+    assert_not_stored(&plan, &["c1", "r1", "h", "h1", "h2", "h3", "du", "ru"]);
     let count = |suffix: &str| kernels.iter().filter(|k| k.ends_with(suffix)).count();
     // t1, t2, t3 are tables written in the model over stored values.
     assert_eq!(count("_table"), 3, "{kernels:?}");
@@ -378,12 +381,6 @@ fn grouped_convs_over_replicates_read_the_source() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/conv_b1_groups.ir");
     for m in [Model::load(&p).unwrap(), opt(&p).model] {
         let (plan, _) = plan_and_kernels(&m);
-        for never in ["yr", "ab2"] {
-            assert!(
-                plan.iter()
-                    .all(|w| w != never && !w.starts_with(&format!("{never}."))),
-                "a buffer for `{never}`: {plan:?}"
-            );
-        }
+        assert_not_stored(&plan, &["yr", "ab2"]);
     }
 }
