@@ -12,10 +12,13 @@
 //!   converted with round-to-nearest (exact below 2^24);
 //! - `sign(x)` is -1 iff `x < 0`, so 0, -0.0 and NaN give +1.
 //!
-//! Adding an op: this enum + [`Op::name`] + the parser's attribute table
-//! (`text/parse.rs`) + printer (`text/print.rs`) + verifier (`verify.rs`) +
-//! interpreter (`bnnc-runtime`) + a corpus model. Exhaustive matches point at
-//! every place.
+//! Adding an op: in bnnc-ir, the variant in this enum (with its contract) and
+//! one row of the op table, `op_table!` below: text name, operands, and each
+//! attribute's key, kind and default. Name, arity, operand names, parsing and
+//! canonical printing are generated from that row; an attribute whose values
+//! no existing kind reads gets a new kind in `text/attr.rs`. Then the op's
+//! type rule in the verifier (`verify.rs`), the interpreter (`bnnc-runtime`)
+//! and a corpus model. Exhaustive matches point at every place.
 
 use crate::tensor::TensorData;
 use crate::types::{ElemType, TensorType};
@@ -255,102 +258,185 @@ pub enum Op {
     Argmax { axis: i64 },
 }
 
-impl Op {
-    /// The op's name in the text format.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Input(_) => "input",
-            Op::Weight { .. } => "weight",
-            Op::Const { .. } => "const",
-            Op::Sign { .. } => "sign",
-            Op::Quantize { .. } => "quantize",
-            Op::Dequantize { .. } => "dequantize",
-            Op::Ternarize { .. } => "ternarize",
-            Op::Threshold => "threshold",
-            Op::Table { .. } => "table",
-            Op::Fill { .. } => "fill",
-            Op::Conv2d(_) => "conv2d",
-            Op::Dense => "dense",
-            Op::BatchNorm { .. } => "batchnorm",
-            Op::Add => "add",
-            Op::Sub => "sub",
-            Op::Mul => "mul",
-            Op::Relu => "relu",
-            Op::Prelu => "prelu",
-            Op::Rprelu => "rprelu",
-            Op::Hardtanh => "hardtanh",
-            Op::Clip { .. } => "clip",
-            Op::Sigmoid => "sigmoid",
-            Op::MaxPool2d(_) => "maxpool2d",
-            Op::AvgPool2d(_) => "avgpool2d",
-            Op::GlobalAvgPool => "global_avgpool",
-            Op::Concat { .. } => "concat",
-            Op::Replicate { .. } => "replicate",
-            Op::ChannelShuffle { .. } => "channel_shuffle",
-            Op::Flatten => "flatten",
-            Op::Reshape { .. } => "reshape",
-            Op::Softmax { .. } => "softmax",
-            Op::Argmax { .. } => "argmax",
+/// The op table: the one place that names every op of the text format, its
+/// operands and its attributes. `op_table!(m)` hands the table to the macro `m`,
+/// which generates code from it; three such consumers exist:
+/// - here: [`Op::name`], [`Op::arity`], [`Op::operand_names`], [`Op::attr_keys`],
+///   [`Op::is_leaf`] and [`OP_NAMES`];
+/// - `text/parse.rs`: building an op from its name and attributes;
+/// - `text/print.rs`: the canonical attributes of an op.
+///
+/// Grammar of the table:
+/// - `leaves:` ops that declare a value and are written in their own syntax
+///   (`input x: T`, `w = @key: T`, `k = [..]: T`): text name and variant;
+/// - `calls:` ops written `name(operands, key=value, ..)`, in the order that
+///   "unknown op" messages list them. Each row is
+///   `"name"(operands) => Variant { key: Kind = default, .. }`, or
+///   `=> Variant(Struct) { .. }` when the attributes are the fields of a struct
+///   held by the variant. Unit variants have `{}`.
+///   - Operands: `(x, w)` is exactly these; `(x, thresholds; dir)` makes the
+///     names after `;` optional; `(a, ..)` is variadic, at least the named ones.
+///     The names appear in arity messages.
+///   - Attributes, one per field (a variant's fields and the table's keys must
+///     agree, or the generated code does not compile), in the order they are
+///     parsed and printed. `Kind` names one of the kinds in `text/attr.rs`,
+///     which say how a value is read (with its error messages) and written.
+///     The default is a value, which canonical printing omits; an earlier
+///     key of the same op (as `stride: Pair = kernel`); or `Required("ex")`
+///     for an attribute that must be written (`ex` is the example value in
+///     the "needs the attribute" message, `key=ex`).
+macro_rules! op_table {
+    ($consumer:ident) => {
+        $consumer! {
+            leaves:
+                "input" => Input,
+                "weight" => Weight,
+                "const" => Const;
+            calls:
+                "sign"(x) => Sign { estimator: Estimator = None },
+                "quantize"(x) => Quantize {
+                    to: IntType = Required("u4"),
+                    scale: F32 = Required("0.125"),
+                    zero_point: I32 = 0,
+                    clip: IntRange = None,
+                },
+                "dequantize"(x) => Dequantize {
+                    scale: F32 = Required("0.125"),
+                    zero_point: I32 = 0,
+                },
+                "ternarize"(x) => Ternarize { delta: F32 = Required("0.5") },
+                "threshold"(x, thresholds; dir) => Threshold {},
+                "table"(x, table) => Table { lo: I32 = Required("-64") },
+                "fill"(x) => Fill {
+                    value: F32 = Required("1"),
+                    to: ElemType = Required("b1"),
+                },
+                "conv2d"(x, w) => Conv2d(Conv2dAttrs) {
+                    stride: Pair = [1, 1],
+                    padding: Padding = [0; 4],
+                    dilation: Pair = [1, 1],
+                    groups: Count = 1,
+                    pad_value: PadValue = None,
+                },
+                "dense"(x, w) => Dense {},
+                "batchnorm"(x, gamma, beta, mean, var) => BatchNorm { eps: F32 = 1e-5 },
+                "add"(a, b) => Add {},
+                "sub"(a, b) => Sub {},
+                "mul"(a, b) => Mul {},
+                "relu"(x) => Relu {},
+                "prelu"(x, alpha) => Prelu {},
+                "rprelu"(x, gamma, beta, zeta) => Rprelu {},
+                "hardtanh"(x) => Hardtanh {},
+                "clip"(x) => Clip {
+                    min: F32 = Required("0"),
+                    max: F32 = Required("6"),
+                },
+                "sigmoid"(x) => Sigmoid {},
+                "maxpool2d"(x) => MaxPool2d(PoolAttrs) {
+                    kernel: Pair = Required("2"),
+                    stride: Pair = kernel,
+                    padding: Padding = [0; 4],
+                },
+                "avgpool2d"(x) => AvgPool2d(PoolAttrs) {
+                    kernel: Pair = Required("2"),
+                    stride: Pair = kernel,
+                    padding: Padding = [0; 4],
+                },
+                "global_avgpool"(x) => GlobalAvgPool {},
+                "concat"(a, ..) => Concat { axis: I64 = -1 },
+                "replicate"(x) => Replicate { times: Count = Required("2") },
+                "channel_shuffle"(x) => ChannelShuffle { groups: Count = Required("2") },
+                "flatten"(x) => Flatten {},
+                "reshape"(x) => Reshape { shape: Shape = Required("[N, 7, 7, 64]") },
+                "softmax"(x) => Softmax { axis: I64 = -1 },
+                "argmax"(x) => Argmax { axis: I64 = -1 },
         }
-    }
-
-    /// Allowed operand counts `(min, max)`; `max = usize::MAX` for variadic.
-    pub fn arity(&self) -> (usize, usize) {
-        match self {
-            Op::Input(_) | Op::Weight { .. } | Op::Const { .. } => (0, 0),
-            Op::Threshold => (2, 3),
-            Op::Conv2d(_)
-            | Op::Dense
-            | Op::Add
-            | Op::Sub
-            | Op::Mul
-            | Op::Prelu
-            | Op::Table { .. } => (2, 2),
-            Op::BatchNorm { .. } => (5, 5),
-            Op::Rprelu => (4, 4),
-            Op::Concat { .. } => (1, usize::MAX),
-            Op::Sign { .. }
-            | Op::Quantize { .. }
-            | Op::Dequantize { .. }
-            | Op::Ternarize { .. }
-            | Op::Fill { .. }
-            | Op::Relu
-            | Op::Hardtanh
-            | Op::Clip { .. }
-            | Op::Sigmoid
-            | Op::MaxPool2d(_)
-            | Op::AvgPool2d(_)
-            | Op::GlobalAvgPool
-            | Op::Replicate { .. }
-            | Op::ChannelShuffle { .. }
-            | Op::Flatten
-            | Op::Reshape { .. }
-            | Op::Softmax { .. }
-            | Op::Argmax { .. } => (1, 1),
-        }
-    }
-
-    /// Names of the operands, for messages (`None` for variadic ops).
-    pub fn operand_names(&self) -> Option<&'static [&'static str]> {
-        Some(match self {
-            Op::Input(_) | Op::Weight { .. } | Op::Const { .. } => &[],
-            Op::Threshold => &["x", "thresholds", "dir"],
-            Op::Table { .. } => &["x", "table"],
-            Op::Conv2d(_) | Op::Dense => &["x", "w"],
-            Op::Add | Op::Sub | Op::Mul => &["a", "b"],
-            Op::Prelu => &["x", "alpha"],
-            Op::BatchNorm { .. } => &["x", "gamma", "beta", "mean", "var"],
-            Op::Rprelu => &["x", "gamma", "beta", "zeta"],
-            Op::Concat { .. } => return None,
-            _ => &["x"],
-        })
-    }
-
-    /// True for ops that declare a value rather than compute one.
-    pub fn is_leaf(&self) -> bool {
-        matches!(self, Op::Input(_) | Op::Weight { .. } | Op::Const { .. })
-    }
+    };
 }
+pub(crate) use op_table;
+
+/// The `Op` value (or pattern) of a table row with its attributes bound to
+/// variables of the same names: `op_value!(Conv2d(Conv2dAttrs) { stride, .. })`.
+macro_rules! op_value {
+    ($variant:ident ($wrap:ident) { $($key:ident),* }) => {
+        Op::$variant($wrap { $($key),* })
+    };
+    ($variant:ident { $($key:ident),* }) => {
+        Op::$variant { $($key),* }
+    };
+}
+pub(crate) use op_value;
+
+/// Operand counts and names of a table row: `(min, max, names)`.
+macro_rules! op_operands {
+    ($($req:ident),+ , ..) => {
+        (<[&str]>::len(&[$(stringify!($req)),+]), usize::MAX, None)
+    };
+    ($($req:ident),* $(; $($opt:ident),+)?) => {{
+        const NAMES: &[&str] = &[$(stringify!($req),)* $($(stringify!($opt)),+)?];
+        (<[&str]>::len(&[$(stringify!($req)),*]), NAMES.len(), Some(NAMES))
+    }};
+}
+
+/// The table consumer of this module: op names, operands and attribute keys.
+macro_rules! op_meta {
+    (
+        leaves: $($leaf:literal => $leaf_variant:ident),+ ;
+        calls: $(
+            $name:literal ($($operands:tt)*) => $variant:ident $(($wrap:ident))? {
+                $($key:ident : $kind:ident = $default:expr),* $(,)?
+            }
+        ),+ $(,)?
+    ) => {
+        /// Every op written as a call `name(operands, key=value)`, in table order:
+        /// exactly the op names the parser accepts.
+        pub const OP_NAMES: &[&str] = &[$($name),+];
+
+        impl Op {
+            /// The op's name in the text format.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Op::$leaf_variant { .. } => $leaf,)+
+                    $(Op::$variant { .. } => $name,)+
+                }
+            }
+
+            /// Allowed operand counts `(min, max)`; `max = usize::MAX` for variadic.
+            pub fn arity(&self) -> (usize, usize) {
+                let (min, max, _) = self.operands();
+                (min, max)
+            }
+
+            /// Names of the operands, for messages (`None` for variadic ops).
+            pub fn operand_names(&self) -> Option<&'static [&'static str]> {
+                self.operands().2
+            }
+
+            fn operands(&self) -> (usize, usize, Option<&'static [&'static str]>) {
+                match self {
+                    $(Op::$leaf_variant { .. } => (0, 0, Some(&[])),)+
+                    $(Op::$variant { .. } => op_operands!($($operands)*),)+
+                }
+            }
+
+            /// The attribute keys the text format accepts for this op, in the
+            /// order they are printed (a `sign` estimator's own parameters are
+            /// listed in [`ESTIMATORS`]). Empty for leaves.
+            pub fn attr_keys(&self) -> &'static [&'static str] {
+                match self {
+                    $(Op::$leaf_variant { .. } => &[],)+
+                    $(Op::$variant { .. } => &[$(stringify!($key)),*],)+
+                }
+            }
+
+            /// True for ops that declare a value rather than compute one.
+            pub fn is_leaf(&self) -> bool {
+                matches!(self, $(Op::$leaf_variant { .. })|+)
+            }
+        }
+    };
+}
+op_table!(op_meta);
 
 /// The result element type of `conv2d`/`dense` for an (input, weight) pair, or
 /// `None` when no kernel exists. The pairs:

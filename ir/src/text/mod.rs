@@ -18,6 +18,7 @@
 //! acyclic by construction. [`print`] writes the canonical form (comments are
 //! not kept); `parse(print(g)) == g` for every graph `g`.
 
+mod attr;
 mod lex;
 pub(crate) mod parse;
 pub(crate) mod print;

@@ -2,45 +2,13 @@
 
 use std::collections::HashMap;
 
+use super::attr::{self, AttrDefault, AttrValue, Attrs, Kind, Required};
 use super::lex::{lex_line, Tok, Token};
 use crate::error::Diagnostic;
 use crate::graph::{Graph, Loc, Node, NodeLocs, ValueId};
-use crate::op::{Conv2dAttrs, Estimator, Op, PadValue, PoolAttrs, ESTIMATORS};
+use crate::op::{op_table, op_value, Conv2dAttrs, Op, PoolAttrs, OP_NAMES};
 use crate::tensor::TensorData;
 use crate::types::{Dim, ElemType, TensorType};
-
-/// Every op name the parser accepts, for "unknown op" messages.
-pub const OP_NAMES: &[&str] = &[
-    "sign",
-    "quantize",
-    "dequantize",
-    "ternarize",
-    "threshold",
-    "table",
-    "fill",
-    "conv2d",
-    "dense",
-    "batchnorm",
-    "add",
-    "sub",
-    "mul",
-    "relu",
-    "prelu",
-    "rprelu",
-    "hardtanh",
-    "clip",
-    "sigmoid",
-    "maxpool2d",
-    "avgpool2d",
-    "global_avgpool",
-    "concat",
-    "replicate",
-    "channel_shuffle",
-    "flatten",
-    "reshape",
-    "softmax",
-    "argmax",
-];
 
 /// Statement keywords; not usable as value names.
 pub const KEYWORDS: &[&str] = &["model", "weights", "input", "output"];
@@ -563,7 +531,7 @@ fn parse_literal(c: &mut Cursor) -> Result<Vec<(String, Loc)>, Diagnostic> {
     }
 }
 
-fn parse_f32(s: &str) -> Option<f32> {
+pub(super) fn parse_f32(s: &str) -> Option<f32> {
     match s {
         "nan" | "+nan" | "-nan" | "NaN" => Some(f32::NAN),
         "inf" | "+inf" => Some(f32::INFINITY),
@@ -572,7 +540,7 @@ fn parse_f32(s: &str) -> Option<f32> {
     }
 }
 
-fn parse_int(s: &str) -> Option<i64> {
+pub(super) fn parse_int(s: &str) -> Option<i64> {
     s.strip_prefix('+').unwrap_or(s).parse::<i64>().ok()
 }
 
@@ -629,14 +597,6 @@ fn const_data(
     }
 }
 
-/// An attribute value as written.
-#[derive(Clone, Debug)]
-enum AttrValue {
-    Num(String),
-    Ident(String),
-    List(Vec<(AttrValue, Loc)>),
-}
-
 fn parse_attr_value(c: &mut Cursor) -> Result<AttrValue, Diagnostic> {
     match c.next().map(|t| (&t.tok, t.loc)) {
         Some((Tok::Num(s), _)) => Ok(AttrValue::Num(s.clone())),
@@ -680,395 +640,51 @@ fn parse_attr_value(c: &mut Cursor) -> Result<AttrValue, Diagnostic> {
     }
 }
 
-/// The attributes of one op call, consumed by typed getters; leftovers are
-/// unknown attributes.
-#[derive(Default)]
-struct Attrs {
-    items: Vec<(String, Loc, AttrValue)>,
-    /// Keys accepted by the op being built, for the "unknown attribute" message.
-    allowed: Vec<&'static str>,
-}
-
-impl Attrs {
-    fn take(&mut self, key: &'static str) -> Option<(AttrValue, Loc)> {
-        self.allowed.push(key);
-        let i = self.items.iter().position(|(k, _, _)| k == key)?;
-        let (_, loc, v) = self.items.remove(i);
-        Some((v, loc))
-    }
-
-    fn finish(&self, op: &str) -> Result<(), Diagnostic> {
-        if let Some((k, loc, _)) = self.items.first() {
-            let allowed = if self.allowed.is_empty() {
-                format!("`{op}` takes no attributes")
-            } else {
-                format!(
-                    "`{op}` accepts {}",
-                    self.allowed
-                        .iter()
-                        .map(|a| format!("`{a}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            return Err(Diagnostic::new(
-                *loc,
-                format!("unknown attribute `{k}`: {allowed}"),
-            ));
-        }
-        Ok(())
-    }
-
-    fn int(&mut self, key: &'static str) -> Result<Option<(i64, Loc)>, Diagnostic> {
-        match self.take(key) {
-            None => Ok(None),
-            Some((v, loc)) => Ok(Some((as_int(&v, loc, key)?, loc))),
-        }
-    }
-
-    fn required<T>(
-        v: Option<T>,
-        key: &str,
-        op: &str,
-        op_loc: Loc,
-        example: &str,
-    ) -> Result<T, Diagnostic> {
-        v.ok_or_else(|| {
-            Diagnostic::new(
-                op_loc,
-                format!("`{op}` needs the attribute `{key}` (like `{example}`)"),
-            )
-        })
-    }
-
-    fn count(&mut self, key: &'static str) -> Result<Option<usize>, Diagnostic> {
-        match self.int(key)? {
-            None => Ok(None),
-            Some((v, loc)) => usize::try_from(v).map(Some).map_err(|_| {
-                Diagnostic::new(loc, format!("`{key}` must not be negative, found {v}"))
-            }),
-        }
-    }
-
-    fn f32(&mut self, key: &'static str) -> Result<Option<f32>, Diagnostic> {
-        match self.take(key) {
-            None => Ok(None),
-            Some((AttrValue::Num(s), loc)) => parse_f32(&s).map(Some).ok_or_else(|| {
-                Diagnostic::new(loc, format!("`{key}` must be a number, found `{s}`"))
-            }),
-            Some((AttrValue::Ident(s), _)) if s == "inf" || s == "nan" => Ok(parse_f32(&s)),
-            Some((v, loc)) => Err(Diagnostic::new(
-                loc,
-                format!("`{key}` must be a number, found {}", show(&v)),
-            )),
-        }
-    }
-
-    /// `key=k` or `key=[a, b]`.
-    fn pair(&mut self, key: &'static str) -> Result<Option<([usize; 2], Loc)>, Diagnostic> {
-        match self.take(key) {
-            None => Ok(None),
-            Some((v, loc)) => {
-                let xs = as_counts(&v, loc, key)?;
-                match xs[..] {
-                    [a] => Ok(Some(([a, a], loc))),
-                    [a, b] => Ok(Some(([a, b], loc))),
-                    _ => Err(Diagnostic::new(
+/// The table consumer of the parser: `build_op`, which makes the op `name` from
+/// its attributes (operands are checked by the verifier).
+macro_rules! build_op {
+    (
+        leaves: $($leaf:literal => $leaf_variant:ident),+ ;
+        calls: $(
+            $name:literal ($($operands:tt)*) => $variant:ident $(($wrap:ident))? {
+                $($key:ident : $kind:ident = $default:expr),* $(,)?
+            }
+        ),+ $(,)?
+    ) => {
+        fn build_op(name: &str, loc: Loc, a: &mut Attrs) -> Result<Op, Diagnostic> {
+            match name {
+                $($name => {
+                    $(
+                        let $key = AttrDefault::resolve(
+                            $default,
+                            <attr::$kind as Kind>::parse(a, stringify!($key), name)?,
+                            stringify!($key),
+                            name,
+                            loc,
+                        )?;
+                    )*
+                    Ok(op_value!($variant $(($wrap))? { $($key),* }))
+                })+
+                $($leaf)|+ | "output" => Err(Diagnostic::new(
+                    loc,
+                    format!(
+                        "`{name}` is not an op call; write `input x: f32[N, 4]`, `w = @key: f32[4]`, `k = [1, 2]: f32[2]` or `output y`"
+                    ),
+                )),
+                _ => {
+                    let hint = closest(name, OP_NAMES)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    Err(Diagnostic::new(
                         loc,
-                        format!(
-                            "`{key}` takes one number or two `[h, w]`, found {} numbers",
-                            xs.len()
-                        ),
-                    )),
+                        format!("unknown op `{name}`{hint}; ops are: {}", OP_NAMES.join(", ")),
+                    ))
                 }
             }
-        }
-    }
-
-    /// `padding=p`, `[ph, pw]` or `[top, left, bottom, right]`.
-    fn padding(&mut self) -> Result<[usize; 4], Diagnostic> {
-        match self.take("padding") {
-            None => Ok([0; 4]),
-            Some((v, loc)) => {
-                let xs = as_counts(&v, loc, "padding")?;
-                match xs[..] {
-                    [p] => Ok([p; 4]),
-                    [h, w] => Ok([h, w, h, w]),
-                    [t, l, b, r] => Ok([t, l, b, r]),
-                    _ => Err(Diagnostic::new(
-                        loc,
-                        format!(
-                            "`padding` takes one number, `[h, w]` or `[top, left, bottom, right]`, found {} numbers",
-                            xs.len()
-                        ),
-                    )),
-                }
-            }
-        }
-    }
-}
-
-fn show(v: &AttrValue) -> String {
-    match v {
-        AttrValue::Num(s) => format!("`{s}`"),
-        AttrValue::Ident(s) => format!("`{s}`"),
-        AttrValue::List(_) => "a list".into(),
-    }
-}
-
-fn as_int(v: &AttrValue, loc: Loc, key: &str) -> Result<i64, Diagnostic> {
-    match v {
-        AttrValue::Num(s) => parse_int(s).ok_or_else(|| {
-            Diagnostic::new(loc, format!("`{key}` must be a whole number, found `{s}`"))
-        }),
-        other => Err(Diagnostic::new(
-            loc,
-            format!("`{key}` must be a whole number, found {}", show(other)),
-        )),
-    }
-}
-
-fn as_counts(v: &AttrValue, loc: Loc, key: &str) -> Result<Vec<usize>, Diagnostic> {
-    let items: Vec<(AttrValue, Loc)> = match v {
-        AttrValue::List(items) => items.clone(),
-        other => vec![(other.clone(), loc)],
-    };
-    items
-        .iter()
-        .map(|(v, l)| {
-            let x = as_int(v, *l, key)?;
-            usize::try_from(x).map_err(|_| {
-                Diagnostic::new(*l, format!("`{key}` must not be negative, found {x}"))
-            })
-        })
-        .collect()
-}
-
-fn build_op(name: &str, loc: Loc, a: &mut Attrs) -> Result<Op, Diagnostic> {
-    let op = match name {
-        "sign" => {
-            let estimator = match a.take("estimator") {
-                None => None,
-                Some((AttrValue::Ident(est), eloc)) => {
-                    let Some((_, params)) = ESTIMATORS.iter().find(|(n, _)| *n == est) else {
-                        let names: Vec<&str> = ESTIMATORS.iter().map(|(n, _)| *n).collect();
-                        return Err(Diagnostic::new(
-                            eloc,
-                            format!("unknown estimator `{est}`; expected one of {}", names.join(", ")),
-                        ));
-                    };
-                    let mut vals = Vec::new();
-                    for &p in params.iter() {
-                        if let Some((v, ploc)) = a.take(p) {
-                            let x = match &v {
-                                AttrValue::Num(s) => parse_f32(s).map(|_| s.parse::<f64>().unwrap_or(f64::NAN)),
-                                _ => None,
-                            }
-                            .filter(|x| x.is_finite())
-                            .ok_or_else(|| {
-                                Diagnostic::new(ploc, format!("estimator parameter `{p}` must be a finite number, found {}", show(&v)))
-                            })?;
-                            vals.push((p.to_string(), x));
-                        }
-                    }
-                    vals.sort_by(|x, y| x.0.cmp(&y.0));
-                    Some(Estimator { name: est, params: vals })
-                }
-                Some((v, eloc)) => {
-                    return Err(Diagnostic::new(eloc, format!("`estimator` must be a name like `ste`, found {}", show(&v))))
-                }
-            };
-            Op::Sign { estimator }
-        }
-        "quantize" => {
-            let to = match a.take("to") {
-                Some((AttrValue::Ident(t), tloc)) => match ElemType::from_name(&t) {
-                    Some(e @ (ElemType::UInt(_) | ElemType::SInt(_))) => e,
-                    _ => {
-                        return Err(Diagnostic::new(
-                            tloc,
-                            format!("`quantize` produces an n-bit integer type (u2..u8, i2..i8), found `{t}`"),
-                        ))
-                    }
-                },
-                Some((v, tloc)) => {
-                    return Err(Diagnostic::new(tloc, format!("`to` must be a type like `u4`, found {}", show(&v))))
-                }
-                None => return Err(Attrs::required::<()>(None, "to", name, loc, "to=u4").unwrap_err()),
-            };
-            let scale = Attrs::required(a.f32("scale")?, "scale", name, loc, "scale=0.125")?;
-            let zero_point = match a.int("zero_point")? {
-                None => 0,
-                Some((v, l)) => i32::try_from(v).map_err(|_| Diagnostic::new(l, "`zero_point` is out of the i32 range"))?,
-            };
-            let clip = match a.take("clip") {
-                None => None,
-                Some((v, l)) => {
-                    let items = match &v {
-                        AttrValue::List(items) if items.len() == 2 => items.clone(),
-                        _ => return Err(Diagnostic::new(l, "`clip` takes two whole numbers `[lo, hi]`")),
-                    };
-                    let lo = as_int(&items[0].0, items[0].1, "clip")?;
-                    let hi = as_int(&items[1].0, items[1].1, "clip")?;
-                    let lo = i32::try_from(lo).map_err(|_| Diagnostic::new(l, "`clip` is out of the i32 range"))?;
-                    let hi = i32::try_from(hi).map_err(|_| Diagnostic::new(l, "`clip` is out of the i32 range"))?;
-                    Some((lo, hi))
-                }
-            };
-            Op::Quantize {
-                to,
-                scale,
-                zero_point,
-                clip,
-            }
-        }
-        "dequantize" => {
-            let scale = Attrs::required(a.f32("scale")?, "scale", name, loc, "scale=0.125")?;
-            let zero_point = match a.int("zero_point")? {
-                None => 0,
-                Some((v, l)) => i32::try_from(v).map_err(|_| Diagnostic::new(l, "`zero_point` is out of the i32 range"))?,
-            };
-            Op::Dequantize { scale, zero_point }
-        }
-        "ternarize" => Op::Ternarize {
-            delta: Attrs::required(a.f32("delta")?, "delta", name, loc, "delta=0.5")?,
-        },
-        "threshold" => Op::Threshold,
-        "table" => {
-            let (lo, l) = Attrs::required(a.int("lo")?, "lo", name, loc, "lo=-64")?;
-            let lo = i32::try_from(lo)
-                .map_err(|_| Diagnostic::new(l, "`lo` is out of the i32 range"))?;
-            Op::Table { lo }
-        }
-        "fill" => {
-            let value = Attrs::required(a.f32("value")?, "value", name, loc, "value=1")?;
-            let to = match a.take("to") {
-                Some((AttrValue::Ident(t), tloc)) => ElemType::from_name(&t).ok_or_else(|| {
-                    Diagnostic::new(
-                        tloc,
-                        format!("unknown element type `{t}`; expected one of {}", ElemType::NAMES),
-                    )
-                })?,
-                Some((v, tloc)) => {
-                    return Err(Diagnostic::new(tloc, format!("`to` must be a type like `b1`, found {}", show(&v))))
-                }
-                None => return Err(Attrs::required::<()>(None, "to", name, loc, "to=b1").unwrap_err()),
-            };
-            Op::Fill { value, to }
-        }
-        "conv2d" => {
-            let stride = a.pair("stride")?.map_or([1, 1], |p| p.0);
-            let padding = a.padding()?;
-            let dilation = a.pair("dilation")?.map_or([1, 1], |p| p.0);
-            let groups = a.count("groups")?.unwrap_or(1);
-            let pad_value = match a.int("pad_value")? {
-                None => None,
-                Some((1, _)) => Some(PadValue::PlusOne),
-                Some((-1, _)) => Some(PadValue::MinusOne),
-                Some((0, _)) => Some(PadValue::Zero),
-                Some((v, l)) => {
-                    return Err(Diagnostic::new(l, format!("`pad_value` must be +1, -1 or 0, found {v}")))
-                }
-            };
-            Op::Conv2d(Conv2dAttrs {
-                stride,
-                padding,
-                dilation,
-                groups,
-                pad_value,
-            })
-        }
-        "dense" => Op::Dense,
-        "batchnorm" => Op::BatchNorm {
-            eps: a.f32("eps")?.unwrap_or(1e-5),
-        },
-        "add" => Op::Add,
-        "sub" => Op::Sub,
-        "mul" => Op::Mul,
-        "relu" => Op::Relu,
-        "prelu" => Op::Prelu,
-        "rprelu" => Op::Rprelu,
-        "hardtanh" => Op::Hardtanh,
-        "clip" => {
-            let min = Attrs::required(a.f32("min")?, "min", name, loc, "min=0")?;
-            let max = Attrs::required(a.f32("max")?, "max", name, loc, "max=6")?;
-            Op::Clip { min, max }
-        }
-        "sigmoid" => Op::Sigmoid,
-        "maxpool2d" | "avgpool2d" => {
-            let kernel = Attrs::required(a.pair("kernel")?, "kernel", name, loc, "kernel=2")?.0;
-            let stride = a.pair("stride")?.map_or(kernel, |p| p.0);
-            let padding = a.padding()?;
-            let attrs = PoolAttrs {
-                kernel,
-                stride,
-                padding,
-            };
-            if name == "maxpool2d" {
-                Op::MaxPool2d(attrs)
-            } else {
-                Op::AvgPool2d(attrs)
-            }
-        }
-        "global_avgpool" => Op::GlobalAvgPool,
-        "concat" => Op::Concat {
-            axis: a.int("axis")?.map_or(-1, |v| v.0),
-        },
-        "replicate" => Op::Replicate {
-            times: Attrs::required(a.count("times")?, "times", name, loc, "times=2")?,
-        },
-        "channel_shuffle" => Op::ChannelShuffle {
-            groups: Attrs::required(a.count("groups")?, "groups", name, loc, "groups=2")?,
-        },
-        "flatten" => Op::Flatten,
-        "reshape" => {
-            let (v, l) = a
-                .take("shape")
-                .ok_or_else(|| Diagnostic::new(loc, "`reshape` needs the attribute `shape` (like `shape=[N, 7, 7, 64]`)"))?;
-            let AttrValue::List(items) = v else {
-                return Err(Diagnostic::new(l, "`shape` must be a list like `[N, 7, 7, 64]`"));
-            };
-            let mut shape = Vec::new();
-            for (item, il) in items {
-                match item {
-                    AttrValue::Ident(n) if n == "N" => shape.push(Dim::Batch),
-                    other => {
-                        let d = as_int(&other, il, "shape")?;
-                        if d <= 0 || d > (1 << 31) {
-                            return Err(Diagnostic::new(il, format!("dimension {d} must be positive and at most 2^31")));
-                        }
-                        shape.push(Dim::Fixed(d as usize));
-                    }
-                }
-            }
-            Op::Reshape { shape }
-        }
-        "softmax" => Op::Softmax {
-            axis: a.int("axis")?.map_or(-1, |v| v.0),
-        },
-        "argmax" => Op::Argmax {
-            axis: a.int("axis")?.map_or(-1, |v| v.0),
-        },
-        "input" | "weight" | "const" | "output" => {
-            return Err(Diagnostic::new(
-                loc,
-                format!(
-                    "`{name}` is not an op call; write `input x: f32[N, 4]`, `w = @key: f32[4]`, `k = [1, 2]: f32[2]` or `output y`"
-                ),
-            ))
-        }
-        _ => {
-            let hint = closest(name, OP_NAMES)
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            return Err(Diagnostic::new(
-                loc,
-                format!("unknown op `{name}`{hint}; ops are: {}", OP_NAMES.join(", ")),
-            ));
         }
     };
-    Ok(op)
 }
+op_table!(build_op);
 
 /// The candidate nearest to `s` by edit distance, if close enough to be a typo.
 fn closest<'a>(s: &str, candidates: &[&'a str]) -> Option<&'a str> {

@@ -3,11 +3,11 @@
 
 use std::fmt::Write as _;
 
+use super::attr::{self, AttrDefault, Kind, Required};
 use super::lex::{is_ident_char, is_ident_start, is_key_char, quote};
 use crate::graph::Graph;
-use crate::op::{Op, PadValue};
+use crate::op::{op_table, op_value, Conv2dAttrs, Op, PoolAttrs};
 use crate::tensor::TensorData;
-use crate::types::Dim;
 
 /// The canonical text of `g`. `parse(&print(g)) == g` for every verified graph.
 pub fn print(g: &Graph) -> String {
@@ -88,138 +88,31 @@ pub fn is_ident(s: &str) -> bool {
     cs.next().is_some_and(is_ident_start) && cs.all(is_ident_char)
 }
 
-fn pair(key: &str, v: [usize; 2]) -> String {
-    if v[0] == v[1] {
-        format!("{key}={}", v[0])
-    } else {
-        format!("{key}=[{}, {}]", v[0], v[1])
-    }
+/// The table consumer of the printer: `attrs`, the non-default attributes of an
+/// op in table order.
+macro_rules! print_attrs {
+    (
+        leaves: $($leaf:literal => $leaf_variant:ident),+ ;
+        calls: $(
+            $name:literal ($($operands:tt)*) => $variant:ident $(($wrap:ident))? {
+                $($key:ident : $kind:ident = $default:expr),* $(,)?
+            }
+        ),+ $(,)?
+    ) => {
+        fn attrs(op: &Op) -> Vec<String> {
+            let mut out = Vec::new();
+            match op.clone() {
+                $(op_value!($variant $(($wrap))? { $($key),* }) => {
+                    $(
+                        if !AttrDefault::is_default(&$default, &$key) {
+                            <attr::$kind as Kind>::print(stringify!($key), &$key, &mut out);
+                        }
+                    )*
+                })+
+                $(Op::$leaf_variant { .. })|+ => {}
+            }
+            out
+        }
+    };
 }
-
-fn padding(p: [usize; 4]) -> String {
-    let [t, l, b, r] = p;
-    if t == l && l == b && b == r {
-        format!("padding={t}")
-    } else if t == b && l == r {
-        format!("padding=[{t}, {l}]")
-    } else {
-        format!("padding=[{t}, {l}, {b}, {r}]")
-    }
-}
-
-/// Non-default attributes of `op`, in a fixed order.
-fn attrs(op: &Op) -> Vec<String> {
-    let mut out = Vec::new();
-    match op {
-        Op::Sign { estimator } => {
-            if let Some(e) = estimator {
-                out.push(format!("estimator={}", e.name));
-                for (k, v) in &e.params {
-                    out.push(format!("{k}={v:?}"));
-                }
-            }
-        }
-        Op::Quantize {
-            to,
-            scale,
-            zero_point,
-            clip,
-        } => {
-            out.push(format!("to={to}"));
-            out.push(format!("scale={}", fmt_f32(*scale)));
-            if *zero_point != 0 {
-                out.push(format!("zero_point={zero_point}"));
-            }
-            if let Some((lo, hi)) = clip {
-                out.push(format!("clip=[{lo}, {hi}]"));
-            }
-        }
-        Op::Dequantize { scale, zero_point } => {
-            out.push(format!("scale={}", fmt_f32(*scale)));
-            if *zero_point != 0 {
-                out.push(format!("zero_point={zero_point}"));
-            }
-        }
-        Op::Ternarize { delta } => out.push(format!("delta={}", fmt_f32(*delta))),
-        Op::Table { lo } => out.push(format!("lo={lo}")),
-        Op::Fill { value, to } => {
-            out.push(format!("value={}", fmt_f32(*value)));
-            out.push(format!("to={to}"));
-        }
-        Op::Conv2d(a) => {
-            if a.stride != [1, 1] {
-                out.push(pair("stride", a.stride));
-            }
-            if a.padding != [0; 4] {
-                out.push(padding(a.padding));
-            }
-            if a.dilation != [1, 1] {
-                out.push(pair("dilation", a.dilation));
-            }
-            if a.groups != 1 {
-                out.push(format!("groups={}", a.groups));
-            }
-            if let Some(p) = a.pad_value {
-                out.push(
-                    match p {
-                        PadValue::PlusOne => "pad_value=+1",
-                        PadValue::MinusOne => "pad_value=-1",
-                        PadValue::Zero => "pad_value=0",
-                    }
-                    .into(),
-                );
-            }
-        }
-        Op::BatchNorm { eps } => {
-            if *eps != 1e-5 {
-                out.push(format!("eps={}", fmt_f32(*eps)));
-            }
-        }
-        Op::Clip { min, max } => {
-            out.push(format!("min={}", fmt_f32(*min)));
-            out.push(format!("max={}", fmt_f32(*max)));
-        }
-        Op::MaxPool2d(a) | Op::AvgPool2d(a) => {
-            out.push(pair("kernel", a.kernel));
-            if a.stride != a.kernel {
-                out.push(pair("stride", a.stride));
-            }
-            if a.padding != [0; 4] {
-                out.push(padding(a.padding));
-            }
-        }
-        Op::Concat { axis } | Op::Softmax { axis } | Op::Argmax { axis } => {
-            if *axis != -1 {
-                out.push(format!("axis={axis}"));
-            }
-        }
-        Op::Replicate { times } => out.push(format!("times={times}")),
-        Op::ChannelShuffle { groups } => out.push(format!("groups={groups}")),
-        Op::Reshape { shape } => {
-            let dims: Vec<String> = shape
-                .iter()
-                .map(|d| match d {
-                    Dim::Batch => "N".to_string(),
-                    Dim::Fixed(n) => n.to_string(),
-                })
-                .collect();
-            out.push(format!("shape=[{}]", dims.join(", ")));
-        }
-        Op::Input(_)
-        | Op::Weight { .. }
-        | Op::Const { .. }
-        | Op::Threshold
-        | Op::Dense
-        | Op::Add
-        | Op::Sub
-        | Op::Mul
-        | Op::Relu
-        | Op::Prelu
-        | Op::Rprelu
-        | Op::Hardtanh
-        | Op::Sigmoid
-        | Op::GlobalAvgPool
-        | Op::Flatten => {}
-    }
-    out
-}
+op_table!(print_attrs);
