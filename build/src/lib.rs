@@ -3,8 +3,9 @@
 //!
 //! For each model, [`Config::compile`] writes into `OUT_DIR`:
 //!
-//! - `<model>.o`: the object the Cranelift backend generates (weights in
-//!   read-only data);
+//! - `<model>.o`: the object the Cranelift backend generates through the one
+//!   pipeline (`bnnc::compile::compile`, e-graph optimizer included unless
+//!   [`Config::opt_level`]`(0)`), weights in read-only data;
 //! - `libbnnc_<model>.a`: a static library holding that object, for the linker;
 //! - `<model>.h`: the C header (for C code built in the same crate);
 //! - `<model>.rs`: safe Rust bindings, to `include!` (see below).
@@ -21,14 +22,14 @@
 //!
 //! ```toml
 //! [build-dependencies]
-//! bnnc = { path = "../bnnc/compiler" }
+//! bnnc-build = { path = "../bnnc/build" }
 //! ```
 //!
 //! `build.rs`:
 //!
 //! ```no_run
 //! fn main() {
-//!     bnnc::build::Config::new()
+//!     bnnc_build::Config::new()
 //!         .model("models/mnist_mlp.ir") // its weights file is found from the .ir
 //!         .compile_or_panic();
 //! }
@@ -38,7 +39,7 @@
 //!
 //! ```no_run
 //! fn main() {
-//!     let built = bnnc::build::Config::new()
+//!     let built = bnnc_build::Config::new()
 //!         .model("models/mnist_mlp.ir")
 //!         .target("x86_64+popcnt") // instead of cargo's target baseline
 //!         .compile();
@@ -128,11 +129,11 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use bnnc_ir::target::{Arch, Target, TargetError};
 use bnnc_ir::{Dim, Model};
+use bnnc_kir::target::{Arch, Target, TargetError};
 
-use crate::compile::{lower_model, CompileError};
-use crate::lower::{sample_elems, status, IoDesc, Lowered, Storage, Workspace};
+use bnnc::compile::{compile, CompileError, CompileOptions, Emit};
+use bnnc::lower::{sample_elems, status, IoDesc, Lowered, Storage, Workspace};
 
 /// Why models could not be built. Every variant about one model names its
 /// file; load errors render as `file:line:col: error: ...`.
@@ -140,7 +141,7 @@ use crate::lower::{sample_elems, status, IoDesc, Lowered, Storage, Workspace};
 #[non_exhaustive]
 pub enum Error {
     /// [`Config::compile`] was called without any [`Config::model`].
-    #[error("bnnc::build: no model to compile (call Config::model(PATH))")]
+    #[error("bnnc_build: no model to compile (call Config::model(PATH))")]
     NoModels,
     /// The model file or its weights could not be read, parsed or verified.
     #[error("{source}")]
@@ -168,11 +169,11 @@ pub enum Error {
         second: PathBuf,
     },
     /// [`Config::target`] does not parse.
-    #[error("bnnc::build: invalid target `{target}`: {source}")]
+    #[error("bnnc_build: invalid target `{target}`: {source}")]
     Target { target: String, source: TargetError },
     /// The target's architecture is not the one cargo builds for.
     #[error(
-        "bnnc::build: target `{target}` is for {arch}, but cargo is building for {cargo_target}; the object could not be linked"
+        "bnnc_build: target `{target}` is for {arch}, but cargo is building for {cargo_target}; the object could not be linked"
     )]
     TargetMismatch {
         target: String,
@@ -181,7 +182,7 @@ pub enum Error {
     },
     /// `native` while cross compiling.
     #[error(
-        "bnnc::build: target `native` means this machine ({host}), but cargo is building for {cargo_target}; name a target of that architecture instead (e.g. `{suggestion}`)"
+        "bnnc_build: target `native` means this machine ({host}), but cargo is building for {cargo_target}; name a target of that architecture instead (e.g. `{suggestion}`)"
     )]
     NativeCrossCompile {
         host: String,
@@ -189,18 +190,18 @@ pub enum Error {
         suggestion: String,
     },
     /// Cargo builds for a target bnnc has no code generator or object format for.
-    #[error("bnnc::build: cannot compile models for {cargo_target}: {reason}")]
+    #[error("bnnc_build: cannot compile models for {cargo_target}: {reason}")]
     UnsupportedCargoTarget {
         cargo_target: String,
         reason: String,
     },
     /// Neither [`Config::out_dir`] nor `OUT_DIR` is set.
     #[error(
-        "bnnc::build: OUT_DIR is not set; call Config::compile from a cargo build script, or set Config::out_dir"
+        "bnnc_build: OUT_DIR is not set; call Config::compile from a cargo build script, or set Config::out_dir"
     )]
     NoOutDir,
     /// A file could not be written.
-    #[error("bnnc::build: cannot write {}: {source}", path.display())]
+    #[error("bnnc_build: cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -246,6 +247,7 @@ pub struct Config {
     target: Option<String>,
     out_dir: Option<PathBuf>,
     cargo_metadata: bool,
+    opt_level: u8,
 }
 
 impl Default for Config {
@@ -263,6 +265,7 @@ impl Config {
             target: None,
             out_dir: None,
             cargo_metadata: true,
+            opt_level: 1,
         }
     }
 
@@ -299,6 +302,13 @@ impl Config {
     /// use this outside a build script.
     pub fn cargo_metadata(&mut self, print: bool) -> &mut Config {
         self.cargo_metadata = print;
+        self
+    }
+
+    /// 1 (the default): the e-graph optimizer rewrites each model first, as
+    /// `bnnc compile` does; 0 lowers the model as written (`-O0`).
+    pub fn opt_level(&mut self, level: u8) -> &mut Config {
+        self.opt_level = level;
         self
     }
 
@@ -379,7 +389,10 @@ impl Config {
             target: target.to_string(),
             source: Box::new(source),
         };
-        let c = lower_model(&model, target).map_err(|e| compile_err(&model.graph.name, e))?;
+        let opts = CompileOptions::new(target.clone())
+            .opt_level(self.opt_level)
+            .emit([Emit::Obj, Emit::Header]);
+        let mut c = compile(&model, &opts).map_err(|e| compile_err(&model.graph.name, e))?;
         let l = &c.lowered;
         if let Some(first) = built.iter().find(|b| b.name == l.name) {
             return Err(Error::DuplicateName {
@@ -388,8 +401,9 @@ impl Config {
                 second: path.to_path_buf(),
             });
         }
-        let object = bnnc_cranelift::compile_object(&l.module, target)
-            .map_err(|e| compile_err(&l.name, CompileError::Backend(e)))?;
+        let object = c.artifacts.remove(&Emit::Obj).unwrap_or_default();
+        let header = c.artifacts.remove(&Emit::Header).unwrap_or_default();
+        let l = &c.lowered;
         let archive =
             static_library(&format!("{}.o", l.name), &object).map_err(|reason| Error::Archive {
                 model: path.to_path_buf(),
@@ -406,10 +420,7 @@ impl Config {
         };
         let object = write(format!("{}.o", l.name), &object)?;
         let library = write(format!("libbnnc_{}.a", l.name), &archive)?;
-        let header = write(
-            format!("{}.h", l.name),
-            crate::header::c_header(l, target).as_bytes(),
-        )?;
+        let header = write(format!("{}.h", l.name), &header)?;
         let rust = write(
             format!("{}.rs", l.name),
             rust_bindings(l, target, path).as_bytes(),
@@ -948,7 +959,7 @@ pub fn rust_bindings(l: &Lowered, target: &Target, source: &Path) -> String {
         ($($t:tt)*) => { let _ = writeln!(w, $($t)*); };
     }
     line!(
-        "// Generated by bnnc {} (bnnc::build) from {:?}. Do not edit.",
+        "// Generated by bnnc {} (bnnc_build) from {:?}. Do not edit.",
         env!("CARGO_PKG_VERSION"),
         source.display().to_string()
     );
@@ -972,7 +983,7 @@ pub fn rust_bindings(l: &Lowered, target: &Target, source: &Path) -> String {
     }
     line!("///");
     line!(
-        "/// The object is linked as `libbnnc_{}.a` (and `libm`), set up by `bnnc::build`.",
+        "/// The object is linked as `libbnnc_{}.a` (and `libm`), set up by `bnnc_build`.",
         l.name
     );
     line!("#[allow(dead_code, non_snake_case)]");
@@ -1082,7 +1093,7 @@ pub fn rust_bindings(l: &Lowered, target: &Target, source: &Path) -> String {
                 "{}{} *{}",
                 if it.is_input { "const " } else { "" },
                 c_ty(it),
-                crate::header::c_ident(&it.d.name)
+                bnnc::header::c_ident(&it.d.name)
             )
         })
         .collect();
@@ -1472,7 +1483,7 @@ mod tests {
     fn lowered(src: &str) -> Lowered {
         let graph = Model::parse_checked(src, Path::new("t.ir")).unwrap();
         let model = Model::from_graph(graph, None, Path::new("t.ir")).unwrap();
-        crate::lower::lower(&model).unwrap()
+        bnnc::lower::lower(&model, &Target::host().unwrap()).unwrap()
     }
 
     fn tmp(name: &str) -> PathBuf {

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use bnnc_ir::{Model, Tensor};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::init::{init_weights, InitOptions};
 use crate::load::load_graph;
 use crate::npy::{self, NpyError};
 use crate::stats::{model_stats, plural, thousands};
 use crate::summary::summarize;
+use bnnc_train::init::{init_weights, InitOptions};
 
 const ABOUT: &str = "bnnc: a compiler for binarized and low-bit neural networks";
 
@@ -332,11 +332,11 @@ pub enum BackendKind {
     Llvm,
 }
 
-impl From<BackendKind> for crate::compile::Backend {
+impl From<BackendKind> for bnnc::compile::Backend {
     fn from(b: BackendKind) -> Self {
         match b {
-            BackendKind::Cranelift => crate::compile::Backend::Cranelift,
-            BackendKind::Llvm => crate::compile::Backend::Llvm,
+            BackendKind::Cranelift => bnnc::compile::Backend::Cranelift,
+            BackendKind::Llvm => bnnc::compile::Backend::Llvm,
         }
     }
 }
@@ -522,21 +522,21 @@ pub enum CliError {
     Compile {
         file: PathBuf,
         #[source]
-        source: crate::compile::CompileError,
+        source: bnnc::compile::CompileError,
     },
     #[error("error: {0}")]
-    Target(#[from] bnnc_ir::target::TargetError),
+    Target(#[from] bnnc_kir::target::TargetError),
     #[error("{}: error: the compiled model failed: {source}", file.display())]
     Jit {
         file: PathBuf,
         #[source]
-        source: crate::jit::JitError,
+        source: bnnc::jit::JitError,
     },
     #[error("{}: error: {source}", file.display())]
     Export {
         file: PathBuf,
         #[source]
-        source: crate::export::ExportError,
+        source: bnnc_train::export::ExportError,
     },
     #[error("{}: error: {source}", file.display())]
     Eval {
@@ -649,7 +649,7 @@ fn run_model(a: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let inputs: Vec<Tensor> = if a.source.random {
         let batch = a.batch.unwrap_or(1) as usize;
         check_sizes(&model, batch).map_err(mismatch)?;
-        crate::inputs::random_inputs(g, batch, a.seed.unwrap_or(0)).map_err(mismatch)?
+        bnnc_runtime::inputs::random_inputs(g, batch, a.seed.unwrap_or(0)).map_err(mismatch)?
     } else {
         if a.source.inputs.len() != input_ids.len() {
             return Err(mismatch(format!(
@@ -689,9 +689,10 @@ fn run_model(a: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 file: a.file.clone(),
                 source,
             };
-            let prepared = crate::compile::prepare(&model, a.opt_level).map_err(compile_err)?;
-            let jit =
-                crate::jit::JitModel::compile_on_host(&prepared, backend).map_err(compile_err)?;
+            let opts = bnnc::compile::CompileOptions::host(backend)
+                .map_err(compile_err)?
+                .opt_level(a.opt_level);
+            let jit = bnnc::jit::JitModel::compile_with(&model, &opts).map_err(compile_err)?;
             jit.run(&inputs).map_err(|source| CliError::Jit {
                 file: a.file.clone(),
                 source,
@@ -767,10 +768,10 @@ fn check_batches(
 }
 
 fn compile(a: &CompileArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    use crate::compile::{compile_to_dir_with, Emit};
+    use bnnc::compile::{CompileOptions, Emit};
     if a.target == "help" {
         return out
-            .write_all(bnnc_ir::target::Target::help().as_bytes())
+            .write_all(bnnc_kir::target::Target::help().as_bytes())
             .map_err(CliError::Stdout);
     }
     let target = resolve_target(&a.target, a.cpu.as_deref())?;
@@ -779,7 +780,7 @@ fn compile(a: &CompileArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .as_ref()
         .expect("clap requires FILE unless --target help");
     let model = Model::load(file)?;
-    let emit = a
+    let emit: std::collections::BTreeSet<Emit> = a
         .emit
         .iter()
         .map(|e| match e {
@@ -791,16 +792,17 @@ fn compile(a: &CompileArgs, out: &mut dyn Write) -> Result<(), CliError> {
             EmitKind::LlvmIr => Emit::LlvmIr,
         })
         .collect();
-    let prepared =
-        crate::compile::prepare(&model, a.opt_level).map_err(|source| CliError::Compile {
-            file: file.clone(),
-            source,
-        })?;
-    let written = compile_to_dir_with(&prepared, &target, a.backend.into(), &emit, &a.out_dir)
-        .map_err(|source| CliError::Compile {
-            file: file.clone(),
-            source,
-        })?;
+    let opts = CompileOptions::new(target.clone())
+        .backend(a.backend.into())
+        .opt_level(a.opt_level)
+        .emit(emit);
+    let compile_err = |source| CliError::Compile {
+        file: file.clone(),
+        source,
+    };
+    let written = bnnc::compile::compile(&model, &opts)
+        .and_then(|c| c.write_to(&a.out_dir))
+        .map_err(compile_err)?;
     for p in written {
         writeln!(out, "wrote {} ({target})", p.display()).map_err(CliError::Stdout)?;
     }
@@ -814,8 +816,8 @@ fn compile(a: &CompileArgs, out: &mut dyn Write) -> Result<(), CliError> {
 pub fn resolve_target(
     target: &str,
     cpu: Option<&str>,
-) -> Result<bnnc_ir::target::Target, bnnc_ir::target::TargetError> {
-    use bnnc_ir::target::{Arch, Target};
+) -> Result<bnnc_kir::target::Target, bnnc_kir::target::TargetError> {
+    use bnnc_kir::target::{Arch, Target};
     let Some(cpu) = cpu else {
         return Target::parse(target);
     };
@@ -845,15 +847,18 @@ fn bench(a: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         message,
     };
     check_sizes(&model, batch).map_err(mismatch)?;
-    let inputs = crate::inputs::random_inputs(&model.graph, batch, a.seed).map_err(mismatch)?;
+    let inputs =
+        bnnc_runtime::inputs::random_inputs(&model.graph, batch, a.seed).map_err(mismatch)?;
     let t0 = Instant::now();
-    let backend: crate::compile::Backend = a.backend.into();
+    let backend: bnnc::compile::Backend = a.backend.into();
     let compile_err = |source| CliError::Compile {
         file: a.file.clone(),
         source,
     };
-    let prepared = crate::compile::prepare(&model, a.opt_level).map_err(compile_err)?;
-    let jit = crate::jit::JitModel::compile_on_host(&prepared, backend).map_err(compile_err)?;
+    let opts = bnnc::compile::CompileOptions::host(backend)
+        .map_err(compile_err)?
+        .opt_level(a.opt_level);
+    let jit = bnnc::jit::JitModel::compile_with(&model, &opts).map_err(compile_err)?;
     let compile_time = t0.elapsed().as_secs_f64();
     let time =
         |f: &dyn Fn() -> Result<Vec<Tensor>, CliError>| -> Result<(f64, Vec<Tensor>), CliError> {
@@ -921,13 +926,13 @@ mod bench_kernels {
     use std::path::Path;
     use std::time::Instant;
 
-    use bnnc_ir::target::{Arch, Target};
     use bnnc_ir::Model;
+    use bnnc_kir::target::{Arch, Target};
 
     use super::{BenchKernelsArgs, CliError, KernelKind};
-    use crate::compile::Backend;
-    use crate::init::{init_weights, InitOptions};
-    use crate::jit::{to_words, JitModel};
+    use bnnc::compile::Backend;
+    use bnnc::jit::{to_words, JitModel};
+    use bnnc_train::init::{init_weights, InitOptions};
 
     /// One kernel: its binary and float models and how many ops one run does.
     struct Kernel {
@@ -1084,9 +1089,15 @@ mod bench_kernels {
             file: m.path.clone(),
             source,
         };
-        let jit = JitModel::compile_with(m, &c.target, c.backend).map_err(err)?;
+        // The kernel as the lowering emits it for this one op: nothing for
+        // the optimizer to fold.
+        let opts = bnnc::compile::CompileOptions::new(c.target.clone())
+            .backend(c.backend)
+            .opt_level(0)
+            .emit([]);
+        let jit = JitModel::compile_with(m, &opts).map_err(err)?;
         let l = &jit.compiled().lowered;
-        let xs = crate::inputs::random_inputs(&m.graph, batch, seed).map_err(|message| {
+        let xs = bnnc_runtime::inputs::random_inputs(&m.graph, batch, seed).map_err(|message| {
             CliError::Mismatch {
                 file: m.path.clone(),
                 message,
@@ -1219,7 +1230,7 @@ mod bench_kernels {
 
 fn opt(a: &OptArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let model = Model::load(&a.file)?;
-    let optimized = crate::opt::optimize(&model).map_err(|e| CliError::Compile {
+    let optimized = bnnc::opt::optimize(&model).map_err(|e| CliError::Compile {
         file: a.file.clone(),
         source: e.into(),
     })?;
@@ -1246,8 +1257,8 @@ fn opt(a: &OptArgs, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 fn export(a: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    use crate::export::ExportError;
-    let w = crate::export::export_to(&a.file, &a.output).map_err(|e| match e {
+    use bnnc_train::export::ExportError;
+    let w = bnnc_train::export::export_to(&a.file, &a.output).map_err(|e| match e {
         // Load and write errors already name their file.
         ExportError::Model(e) => CliError::Model(e),
         source => CliError::Export {
@@ -1286,7 +1297,7 @@ fn export(a: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
 
 fn eval(a: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
     use crate::eval::{EvalEngine, EvalOptions};
-    use bnnc_runtime::train::data::{load_idx_dir, Split};
+    use bnnc_train::data::{load_idx_dir, Split};
     let err = |source| CliError::Eval {
         file: a.file.clone(),
         source,

@@ -10,8 +10,8 @@
 //! of `batch` (the last one smaller).
 //!
 //! ```no_run
-//! use bnnc::eval::{evaluate, EvalEngine, EvalOptions};
-//! use bnnc_runtime::train::data::{load_idx_dir, Split};
+//! use bnnc_cli::eval::{evaluate, EvalEngine, EvalOptions};
+//! use bnnc_train::data::{load_idx_dir, Split};
 //! let model = bnnc_ir::Model::load(std::path::Path::new("examples/mnist_mlp.ir"))?;
 //! let data = load_idx_dir(std::path::Path::new("data/mnist"), Split::Test)?;
 //! let opts = EvalOptions { engine: EvalEngine::jit(), ..EvalOptions::default() };
@@ -23,10 +23,10 @@
 use std::time::Instant;
 
 use bnnc_ir::{ElemType, Model, Op, Tensor, TensorData};
-use bnnc_runtime::train::data::{DataError, Dataset};
+use bnnc_train::data::{DataError, Dataset};
 
-use crate::compile::{Backend, CompileError};
-use crate::jit::{JitError, JitModel};
+use bnnc::compile::{Backend, CompileError};
+use bnnc::jit::{JitError, JitModel};
 
 /// Why a model could not be evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub enum EvalEngine {
     /// The reference interpreter.
     Interp,
     /// Native code for this machine by `backend`, after the e-graph optimizer
-    /// when `opt_level` is 1 (see [`crate::compile::prepare`]).
+    /// when `opt_level` is 1 (see [`bnnc::compile::CompileOptions`]).
     Jit { backend: Backend, opt_level: u8 },
 }
 
@@ -211,8 +211,8 @@ pub fn evaluate(
     let runner = match opts.engine {
         EvalEngine::Interp => Runner::Interp(model),
         EvalEngine::Jit { backend, opt_level } => {
-            let prepared = crate::compile::prepare(model, opt_level)?;
-            Runner::Jit(Box::new(JitModel::compile_on_host(&prepared, backend)?))
+            let opts = bnnc::compile::CompileOptions::host(backend)?.opt_level(opt_level);
+            Runner::Jit(Box::new(JitModel::compile_with(model, &opts)?))
         }
     };
     let compile_seconds = match opts.engine {

@@ -4,14 +4,14 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use bnnc::cli::{Cli, CliError};
+use bnnc_cli::commands::{Cli, CliError};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let result = bnnc::cli::run(&cli, &mut out);
+    let result = bnnc_cli::commands::run(&cli, &mut out);
     let flushed = out.flush().map_err(CliError::Stdout);
     match result.and(flushed) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! `bnnc train`: the command-line glue around the trainer of `bnnc-runtime`
-//! ([`bnnc_runtime::train::trainer`]).
+//! ([`bnnc_train::trainer`]).
 //!
 //! This module parses the options into a [`TrainConfig`], loads the model and an
 //! IDX dataset, draws a progress bar (on standard error, only when it is a
@@ -23,15 +23,15 @@ use std::time::Instant;
 
 use bnnc_ir::op::ESTIMATORS;
 use bnnc_ir::{Estimator, Model};
-use bnnc_runtime::train::autodiff::WeightTransform;
-use bnnc_runtime::train::data::{load_idx_dir, DataError, Split};
-use bnnc_runtime::train::trainer::{
+use bnnc_train::autodiff::WeightTransform;
+use bnnc_train::data::{load_idx_dir, DataError, Split};
+use bnnc_train::trainer::{
     check_model_fits, Distillation, EpochRecord, FloatOptimizer, LatentOptimizer, Progress,
     Schedule, TrainConfig, TrainError, Trainer,
 };
 use clap::{Args, ValueEnum};
 
-use crate::cli::CliError;
+use crate::commands::CliError;
 
 /// The long help of `bnnc train`.
 pub const LONG_ABOUT: &str = "\

@@ -132,13 +132,13 @@ fn run_reads_npy_and_writes_npy_equal_to_the_interpreter() {
         s(&y),
     ]));
     assert!(out.contains("logits f32[3, 10]"), "{out}");
-    let arr = bnnc::npy::read(&y).unwrap();
+    let arr = bnnc_cli::npy::read(&y).unwrap();
     assert_eq!(arr.dims, vec![3, 10]);
     let model = Model::load(&root().join("examples/mnist_mlp.ir")).unwrap();
     let want = bnnc_runtime::run(&model, &[Tensor::f32(vec![3, 784], data)]).unwrap();
     assert_eq!(
         arr.values,
-        bnnc::npy::NpyValues::Float(want[0].as_f32().unwrap().to_vec())
+        bnnc_cli::npy::NpyValues::Float(want[0].as_f32().unwrap().to_vec())
     );
 }
 
@@ -545,17 +545,17 @@ fn run_takes_inputs_in_order_and_checks_integer_values() {
         "-o",
         s(&c_out),
     ]));
-    let sv = bnnc::npy::read(&s_out).unwrap();
+    let sv = bnnc_cli::npy::read(&s_out).unwrap();
     assert_eq!(sv.dtype, "<i4");
     assert_eq!(
         sv.values,
-        bnnc::npy::NpyValues::Int(vec![-2, 2, 2, 2, -2, -2])
+        bnnc_cli::npy::NpyValues::Int(vec![-2, 2, 2, 2, -2, -2])
     );
-    let cv = bnnc::npy::read(&c_out).unwrap();
+    let cv = bnnc_cli::npy::read(&c_out).unwrap();
     assert_eq!(cv.dims, vec![2, 4]);
     assert_eq!(
         cv.values,
-        bnnc::npy::NpyValues::Float(vec![0.5, -1.5, 0.5, -1.5, 2.0, 3.0, 2.0, 3.0])
+        bnnc_cli::npy::NpyValues::Float(vec![0.5, -1.5, 0.5, -1.5, 2.0, 3.0, 2.0, 3.0])
     );
     // The summary names each output.
     let out = ok(&bnnc(&["run", s(&file), "-i", s(&a), "-i", s(&b)]));

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bnnc::eval::{evaluate, EvalEngine, EvalOptions};
-use bnnc::export::{export_to, ExportError};
-use bnnc::init::{init_weights, InitOptions};
+use bnnc_cli::eval::{evaluate, EvalEngine, EvalOptions};
 use bnnc_ir::{ElemType, Model, Op, Tensor, TensorData};
-use bnnc_runtime::train::data::{load_idx_dir, Split};
+use bnnc_train::data::{load_idx_dir, Split};
+use bnnc_train::export::{export_to, ExportError};
+use bnnc_train::init::{init_weights, InitOptions};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -62,7 +62,7 @@ fn assert_same_bits(got: &Tensor, want: &Tensor, what: &str) {
 fn init_copy(model: &Path, dir: &Path, random_stats: bool) -> PathBuf {
     let copy = dir.join(model.file_name().unwrap());
     std::fs::copy(model, &copy).unwrap();
-    let checked = bnnc::load::load_graph(&copy).unwrap();
+    let checked = bnnc_cli::load::load_graph(&copy).unwrap();
     let opts = InitOptions {
         seed: 3,
         random_stats,
@@ -125,7 +125,7 @@ fn check_export(src: &Path, dir: &Path) {
         }
     }
     for batch in [1, 5] {
-        let inputs = bnnc::inputs::random_inputs(&original.graph, batch, 11).unwrap();
+        let inputs = bnnc_runtime::inputs::random_inputs(&original.graph, batch, 11).unwrap();
         let want = bnnc_runtime::run(&original, &inputs).unwrap();
         let got = bnnc_runtime::run(&exported, &inputs).unwrap();
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -211,7 +211,7 @@ fn export_keeps_latent_weights_read_otherwise_and_sign_outputs() {
          output y\noutput z\noutput t\noutput ub\n",
     )
     .unwrap();
-    let checked = bnnc::load::load_graph(&src).unwrap();
+    let checked = bnnc_cli::load::load_graph(&src).unwrap();
     let opts = InitOptions {
         seed: 5,
         random_stats: false,

@@ -1,11 +1,21 @@
-//! The compilation pipeline: model -> kir -> object + header (or CLIF, kir text),
-//! by the Cranelift backend (the default) or the LLVM backend ([`Backend`]).
+//! The one compilation pipeline: a verified model becomes a kir module and the
+//! artifacts asked for, by the Cranelift backend (the default) or the LLVM
+//! backend ([`Backend`]).
+//!
+//! ```text
+//! Model --optimize (opt_level >= 1)--> Model --lower(target)--> kir --backend--> object, header, ...
+//! ```
+//!
+//! [`compile`] is the only function that runs these stages. `bnnc compile`,
+//! `bnnc run/bench/eval --engine jit`, [`JitModel`](crate::jit::JitModel) and
+//! the build-script API (`bnnc-build`) all call it with a [`CompileOptions`],
+//! so every entry point gets the same optimized code for the same options.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use bnnc_ir::target::{Target, TargetError};
 use bnnc_ir::Model;
+use bnnc_kir::target::{Target, TargetError};
 
 use crate::lower::{lower, LowerError, Lowered};
 
@@ -37,15 +47,6 @@ pub enum CompileError {
     Opt(#[from] crate::opt::OptError),
     #[error("internal compiler error: {0}")]
     Internal(String),
-}
-
-/// Runs the e-graph optimizer (`opt_level >= 1`) or returns the model as it is
-/// (`-O0`). The result computes exactly what the original does.
-pub fn prepare(model: &Model, opt_level: u8) -> Result<std::borrow::Cow<'_, Model>, CompileError> {
-    if opt_level == 0 {
-        return Ok(std::borrow::Cow::Borrowed(model));
-    }
-    Ok(std::borrow::Cow::Owned(crate::opt::optimize(model)?.model))
 }
 
 /// The code generator.
@@ -84,21 +85,6 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// A lowered model and the target it is for.
-#[derive(Clone, Debug)]
-pub struct Compiled {
-    pub lowered: Lowered,
-    pub target: Target,
-}
-
-/// Lowers a verified model for `target`.
-pub fn lower_model(model: &Model, target: &Target) -> Result<Compiled, CompileError> {
-    Ok(Compiled {
-        lowered: lower(model)?,
-        target: target.clone(),
-    })
-}
-
 /// What `bnnc compile` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Emit {
@@ -129,28 +115,105 @@ impl Emit {
     }
 }
 
-/// Compiles `model` for `target` with the Cranelift backend and writes each
-/// requested artifact into `out_dir` as `<model>.<ext>`; returns the paths
-/// written.
-pub fn compile_to_dir(
-    model: &Model,
-    target: &Target,
-    emit: &BTreeSet<Emit>,
-    out_dir: &Path,
-) -> Result<Vec<PathBuf>, CompileError> {
-    compile_to_dir_with(model, target, Backend::Cranelift, emit, out_dir)
+/// Everything that decides what [`compile`] produces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// The architecture and CPU features the code may use; the lowering sees it.
+    pub target: Target,
+    pub backend: Backend,
+    /// 0: the model is lowered as written. 1 (the default): the e-graph
+    /// optimizer ([`crate::opt::optimize`]) rewrites it first.
+    pub opt_level: u8,
+    /// The artifacts to produce. Empty for a JIT, which needs only the kir.
+    pub emit: BTreeSet<Emit>,
 }
 
-/// [`compile_to_dir`] with the given backend. `Emit::Clif` needs Cranelift,
-/// `Emit::Asm` and `Emit::LlvmIr` need LLVM.
-pub fn compile_to_dir_with(
-    model: &Model,
-    target: &Target,
-    backend: Backend,
-    emit: &BTreeSet<Emit>,
-    out_dir: &Path,
-) -> Result<Vec<PathBuf>, CompileError> {
-    for &e in emit {
+impl CompileOptions {
+    /// Cranelift for `target`, optimized, producing an object and a header.
+    pub fn new(target: Target) -> CompileOptions {
+        CompileOptions {
+            target,
+            backend: Backend::Cranelift,
+            opt_level: 1,
+            emit: [Emit::Obj, Emit::Header].into_iter().collect(),
+        }
+    }
+
+    /// Options to run code in this process with `backend`: Cranelift with
+    /// every feature bnnc detects ([`Target::host`]), LLVM for the host's CPU
+    /// with every feature LLVM detects ([`Target::native_cpu`]); no artifacts.
+    pub fn host(backend: Backend) -> Result<CompileOptions, CompileError> {
+        let target = match backend {
+            Backend::Cranelift => Target::host(),
+            Backend::Llvm => Target::native_cpu(),
+        }
+        .map_err(CompileError::Target)?;
+        Ok(CompileOptions::new(target).backend(backend).emit([]))
+    }
+
+    pub fn backend(mut self, backend: Backend) -> CompileOptions {
+        self.backend = backend;
+        self
+    }
+
+    pub fn opt_level(mut self, opt_level: u8) -> CompileOptions {
+        self.opt_level = opt_level;
+        self
+    }
+
+    pub fn emit(mut self, emit: impl IntoIterator<Item = Emit>) -> CompileOptions {
+        self.emit = emit.into_iter().collect();
+        self
+    }
+}
+
+/// The result of [`compile`]: the lowered model (kir module, input/output
+/// layouts, workspace plan) and the bytes of every artifact asked for.
+#[derive(Clone, Debug)]
+pub struct CompiledModule {
+    pub lowered: Lowered,
+    pub target: Target,
+    pub backend: Backend,
+    /// What the optimizer did (`None` at `opt_level` 0).
+    pub opt_report: Option<crate::opt::Report>,
+    /// One entry per requested [`Emit`].
+    pub artifacts: BTreeMap<Emit, Vec<u8>>,
+}
+
+impl CompiledModule {
+    /// The model's symbol prefix (`<name>_run`, `<name>.o`, ...).
+    pub fn name(&self) -> &str {
+        &self.lowered.name
+    }
+
+    /// Writes each artifact into `out_dir` as `<model>.<ext>` (creating the
+    /// folder); returns the paths written, in [`Emit`] order.
+    pub fn write_to(&self, out_dir: &Path) -> Result<Vec<PathBuf>, CompileError> {
+        std::fs::create_dir_all(out_dir).map_err(|source| CompileError::Write {
+            path: out_dir.to_path_buf(),
+            source,
+        })?;
+        let mut written = Vec::new();
+        for (e, bytes) in &self.artifacts {
+            let path = out_dir.join(format!("{}.{}", self.lowered.name, e.extension()));
+            std::fs::write(&path, bytes).map_err(|source| CompileError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+/// Compiles a verified `model`: optimizes it (unless `opt_level` is 0),
+/// lowers it for `opts.target` and produces every artifact in `opts.emit`.
+/// Parses nothing and writes nothing. `Emit::Clif` needs Cranelift,
+/// `Emit::Asm` and `Emit::LlvmIr` need LLVM; asking otherwise is an error.
+pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledModule, CompileError> {
+    let backend = opts.backend;
+    let target = &opts.target;
+    for &e in &opts.emit {
         let (name, needs) = match e {
             Emit::Clif => ("clif", Backend::Cranelift),
             Emit::Asm => ("asm", Backend::Llvm),
@@ -165,8 +228,17 @@ pub fn compile_to_dir_with(
             });
         }
     }
-    let c = lower_model(model, target)?;
-    let l = &c.lowered;
+    if backend == Backend::Llvm {
+        // Checks the target (and that this build has LLVM) before any work.
+        bnnc_llvm::machine(target)?;
+    }
+    let (lowered, opt_report) = if opts.opt_level == 0 {
+        (lower(model, target)?, None)
+    } else {
+        let opt = crate::opt::optimize(model)?;
+        (lower(&opt.model, target)?, Some(opt.report))
+    };
+    let emit = &opts.emit;
     // LLVM produces its artifacts from one optimised module.
     let mut llvm = match backend {
         Backend::Llvm => {
@@ -176,36 +248,33 @@ pub fn compile_to_dir_with(
                 llvm_ir: emit.contains(&Emit::LlvmIr),
             };
             if req == bnnc_llvm::Request::default() {
-                // Only target-independent artifacts: still check the target.
-                bnnc_llvm::machine(target)?;
+                bnnc_llvm::Artifacts::default()
+            } else {
+                bnnc_llvm::compile(&lowered.module, target, req)?
             }
-            bnnc_llvm::compile(&l.module, target, req)?
         }
         Backend::Cranelift => bnnc_llvm::Artifacts::default(),
     };
-    std::fs::create_dir_all(out_dir).map_err(|source| CompileError::Write {
-        path: out_dir.to_path_buf(),
-        source,
-    })?;
-    let mut written = Vec::new();
+    let mut artifacts = BTreeMap::new();
     for &e in emit {
         let bytes: Vec<u8> = match e {
             Emit::Obj => match backend {
-                Backend::Cranelift => bnnc_cranelift::compile_object(&l.module, target)?,
+                Backend::Cranelift => bnnc_cranelift::compile_object(&lowered.module, target)?,
                 Backend::Llvm => llvm.object.take().unwrap_or_default(),
             },
-            Emit::Header => crate::header::c_header(l, target).into_bytes(),
-            Emit::Clif => bnnc_cranelift::clif_text(&l.module, target)?.into_bytes(),
-            Emit::Kir => bnnc_ir::kir::print(&l.module).into_bytes(),
+            Emit::Header => crate::header::c_header(&lowered, target).into_bytes(),
+            Emit::Clif => bnnc_cranelift::clif_text(&lowered.module, target)?.into_bytes(),
+            Emit::Kir => bnnc_kir::print(&lowered.module).into_bytes(),
             Emit::Asm => llvm.assembly.take().unwrap_or_default().into_bytes(),
             Emit::LlvmIr => llvm.llvm_ir.take().unwrap_or_default().into_bytes(),
         };
-        let path = out_dir.join(format!("{}.{}", l.name, e.extension()));
-        std::fs::write(&path, bytes).map_err(|source| CompileError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        written.push(path);
+        artifacts.insert(e, bytes);
     }
-    Ok(written)
+    Ok(CompiledModule {
+        lowered,
+        target: target.clone(),
+        backend,
+        opt_report,
+        artifacts,
+    })
 }

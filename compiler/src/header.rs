@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use bnnc_ir::target::Target;
+use bnnc_kir::target::Target;
 
 use crate::lower::{status, IoDesc, Lowered, Storage};
 

@@ -1,6 +1,7 @@
 //! Compile a model to native code in this process and call it from Rust, with
 //! the Cranelift backend (the default) or the LLVM one
-//! ([`JitModel::compile_with`]).
+//! ([`JitModel::compile_with`]). Both go through the one pipeline
+//! ([`crate::compile::compile`]), optimizer included.
 //!
 //! ```no_run
 //! use bnnc::jit::JitModel;
@@ -11,10 +12,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use bnnc_ir::target::Target;
 use bnnc_ir::{ElemType, Model, Tensor, TensorData};
 
-use crate::compile::{Backend, CompileError, Compiled};
+use crate::compile::{Backend, CompileError, CompileOptions, CompiledModule};
 use crate::lower::{pack_bits, status, unpack_bits, IoDesc, Storage};
 
 /// Why a JIT'd model could not run.
@@ -56,8 +56,7 @@ impl Code {
 
 /// A model compiled into this process.
 pub struct JitModel {
-    compiled: Compiled,
-    backend: Backend,
+    compiled: CompiledModule,
     /// Keeps the code alive; `run_v` points into it.
     _jit: Code,
     run_v: RunV,
@@ -68,7 +67,7 @@ impl std::fmt::Debug for JitModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JitModel")
             .field("name", &self.compiled.lowered.name)
-            .field("backend", &self.backend)
+            .field("backend", &self.compiled.backend)
             .field("target", &self.compiled.target.to_string())
             .finish()
     }
@@ -81,36 +80,18 @@ unsafe impl Sync for JitModel {}
 
 impl JitModel {
     /// Compiles `model` with Cranelift for this machine's CPU (every
-    /// feature it has).
+    /// feature it has), optimized: [`CompileOptions::host`]`(Cranelift)`.
     pub fn compile(model: &Model) -> Result<JitModel, CompileError> {
-        JitModel::compile_on_host(model, Backend::Cranelift)
+        JitModel::compile_with(model, &CompileOptions::host(Backend::Cranelift)?)
     }
 
-    /// Compiles `model` with `backend` for this machine: Cranelift with every
-    /// feature bnnc detects ([`Target::host`]), LLVM for the host's CPU with
-    /// every feature LLVM detects ([`Target::native_cpu`]).
-    pub fn compile_on_host(model: &Model, backend: Backend) -> Result<JitModel, CompileError> {
-        let target = match backend {
-            Backend::Cranelift => Target::host(),
-            Backend::Llvm => Target::native_cpu(),
-        }
-        .map_err(CompileError::Target)?;
-        JitModel::compile_with(model, &target, backend)
-    }
-
-    /// Compiles with Cranelift for `target`, which must be runnable here.
-    pub fn compile_for(model: &Model, target: &Target) -> Result<JitModel, CompileError> {
-        JitModel::compile_with(model, target, Backend::Cranelift)
-    }
-
-    /// Compiles with `backend` for `target`, which must be runnable here.
-    pub fn compile_with(
-        model: &Model,
-        target: &Target,
-        backend: Backend,
-    ) -> Result<JitModel, CompileError> {
-        let compiled = crate::compile::lower_model(model, target)?;
-        let jit = match backend {
+    /// Compiles `model` through the pipeline ([`crate::compile::compile`])
+    /// with `opts`, whose target must be runnable here. `opts.emit` may be
+    /// empty: the JIT needs only the kir.
+    pub fn compile_with(model: &Model, opts: &CompileOptions) -> Result<JitModel, CompileError> {
+        let compiled = crate::compile::compile(model, opts)?;
+        let target = &opts.target;
+        let jit = match opts.backend {
             Backend::Cranelift => Code::Cranelift(Box::new(
                 bnnc_cranelift::Jit::new(&compiled.lowered.module, target)
                     .map_err(CompileError::Backend)?,
@@ -129,19 +110,18 @@ impl JitModel {
         let run_v = unsafe { std::mem::transmute::<*const u8, RunV>(ptr) };
         Ok(JitModel {
             compiled,
-            backend,
             _jit: jit,
             run_v,
             model: model.clone(),
         })
     }
 
-    pub fn compiled(&self) -> &Compiled {
+    pub fn compiled(&self) -> &CompiledModule {
         &self.compiled
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.compiled.backend
     }
 
     /// Runs the model: inputs as for the reference interpreter, outputs typed as

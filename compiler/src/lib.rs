@@ -1,29 +1,19 @@
-//! bnnc: the compiler driver and the `bnnc` command-line tool.
+//! bnnc: the compiler library. A verified [`bnnc_ir::Model`] becomes native
+//! code for a [`bnnc_kir::target::Target`], through one pipeline:
 //!
-//! The binary (`src/main.rs`) only parses arguments and prints errors; every
-//! command is a library function here so tests and other tools can call it:
+//! - [`compile`]: the pipeline ([`compile::compile`] with [`compile::CompileOptions`]),
+//!   the only place the stages below are chained;
+//! - [`opt`]: the e-graph optimizer (equality saturation with egg; exact rules);
+//! - [`lower`]: graph -> kir (constant folding, bit packing, kernels, memory
+//!   plan, entry points), for the target it is given;
+//! - [`header`]: the C header of a compiled model;
+//! - [`jit`]: a model compiled into this process, callable from Rust.
 //!
-//! - [`load`]: read a model's text, parse and verify it (no weights needed);
-//! - [`stats`]: the one-line summary `bnnc check` prints;
-//! - [`init`]: weight initialisation (`bnnc init`), deterministic from a seed;
-//! - [`npy`]: NumPy `.npy` input and output tensors;
-//! - [`inputs`]: random model inputs (`bnnc run --random`);
-//! - [`summary`]: the per-output summary `bnnc run` prints;
-//! - [`cli`]: the command line itself (clap) and its typed error.
+//! The command-line tool is the `bnnc-cli` crate and the build-script API the
+//! `bnnc-build` crate; neither adds a stage of its own.
 
-pub mod build;
-pub mod cli;
 pub mod compile;
-pub mod eval;
-pub mod export;
 pub mod header;
-pub mod init;
-pub mod inputs;
 pub mod jit;
-pub mod load;
 pub mod lower;
-pub mod npy;
 pub mod opt;
-pub mod stats;
-pub mod summary;
-pub mod train;

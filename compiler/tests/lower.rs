@@ -4,6 +4,7 @@ use std::path::Path;
 
 use bnnc::lower::lower;
 use bnnc_ir::Model;
+use bnnc_kir::target::Target;
 
 #[test]
 fn examples_lower_to_checked_kir() {
@@ -13,7 +14,8 @@ fn examples_lower_to_checked_kir() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "ir") {
             let m = Model::load(&p).unwrap();
-            let l = lower(&m).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let l = lower(&m, &Target::host().unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             assert!(!l.module.functions.is_empty());
             println!(
                 "{}: {} functions, workspace {} + {}*batch bytes",
@@ -41,7 +43,7 @@ fn threshold_fuses_into_the_binary_conv() {
     );
     let g = bnnc_ir::text::parse(&src).unwrap();
     let m = Model::from_graph(g, None, Path::new("fuse.ir")).unwrap();
-    let l = lower(&m).unwrap();
+    let l = lower(&m, &Target::host().unwrap()).unwrap();
     let kernels: Vec<&str> = l
         .module
         .functions

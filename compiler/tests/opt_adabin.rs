@@ -94,7 +94,7 @@ fn adabin_layers_lose_their_float_dots() {
 
     // And the optimized model is the original, bit for bit.
     for seed in [1, 2] {
-        let x = bnnc::inputs::random_inputs(&m.graph, 4, seed).unwrap();
+        let x = bnnc_runtime::inputs::random_inputs(&m.graph, 4, seed).unwrap();
         let want = bnnc_runtime::run(&m, &x).unwrap();
         let got = bnnc_runtime::run(om, &x).unwrap();
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {

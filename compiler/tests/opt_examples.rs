@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bnnc::opt::{optimize, Optimized};
 use bnnc_ir::{ElemType, Model, Op};
+use bnnc_kir::target::Target;
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
@@ -137,7 +138,7 @@ fn assert_not_stored(plan: &[String], names: &[&str]) {
 /// The workspace buffers and kernel names of `model` compiled for the native
 /// backends.
 fn plan_and_kernels(model: &Model) -> (Vec<String>, Vec<String>) {
-    let l = bnnc::lower::lower(model).unwrap();
+    let l = bnnc::lower::lower(model, &Target::host().unwrap()).unwrap();
     let plan = l.plan.iter().map(|e| e.what.clone()).collect();
     let kernels = l
         .module
@@ -198,14 +199,14 @@ fn repconv_example_never_stores_the_replicated_tensor() {
         );
         if combined {
             // The combined kernel's factor 2 is a power of two: a shift.
-            let l = bnnc::lower::lower(&m).unwrap();
+            let l = bnnc::lower::lower(&m, &Target::host().unwrap()).unwrap();
             let f = l
                 .module
                 .functions
                 .iter()
                 .find(|f| f.name.ends_with("_mul"))
                 .expect("the i32 multiply by 2");
-            let text = bnnc_ir::kir::print(&bnnc_ir::kir::Module {
+            let text = bnnc_kir::print(&bnnc_kir::Module {
                 functions: vec![f.clone()],
                 ..l.module.clone()
             });
@@ -268,10 +269,10 @@ output z
 ";
     let graph = bnnc_ir::text::parse(src).unwrap();
     let types = bnnc_ir::verify::verify(&graph).unwrap();
-    let w = bnnc::init::init_weights(
+    let w = bnnc_train::init::init_weights(
         &graph,
         &types,
-        bnnc::init::InitOptions {
+        bnnc_train::init::InitOptions {
             seed: 3,
             random_stats: true,
         },

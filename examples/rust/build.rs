@@ -10,7 +10,7 @@
 //! features as the Rust code; `.target("x86_64+popcnt")` names them explicitly.
 
 fn main() {
-    bnnc::build::Config::new()
+    bnnc_build::Config::new()
         .model("../mnist_mlp.ir")
         .compile_or_panic();
 }

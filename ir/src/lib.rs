@@ -10,11 +10,8 @@
 
 pub mod error;
 pub mod graph;
-pub mod host;
-pub mod kir;
 pub mod model;
 pub mod op;
-pub mod target;
 pub mod tensor;
 pub mod text;
 pub mod types;

@@ -1,5 +1,5 @@
 //! Addresses of the external functions kir code may call, in this process:
-//! what a JIT resolves `extern` declarations of a [`kir::Module`](crate::kir::Module)
+//! what a JIT resolves `extern` declarations of a [`kir::Module`](crate::Module)
 //! against. Both JIT backends use it, so the two resolve the same symbols.
 
 #[allow(clashing_extern_declarations)]

@@ -1,4 +1,8 @@
-//! kir: the kernel IR that backends translate one to one.
+//! bnnc-kir: the kernel IR (kir) that backends translate one to one, the
+//! [`target`]s code is generated for, and the [`host`] symbols a JIT links
+//! against. It depends on nothing else of bnnc: a backend needs only this crate.
+//!
+//! # kir
 //!
 //! A [`Module`] holds read-only data objects (packed weights, tables), external
 //! function declarations (`expf`), and functions. A function has typed
@@ -19,6 +23,9 @@
 //! - `shl`/`shr` shift amounts are taken modulo the lane width;
 //! - float ops are IEEE-754 single precision, round to nearest, no fusion
 //!   (no FMA contraction), so results match the reference interpreter.
+
+pub mod host;
+pub mod target;
 
 use std::fmt::{self, Write as _};
 

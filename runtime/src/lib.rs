@@ -7,15 +7,16 @@
 //!
 //! - [`run`] evaluates a [`Model`] and returns its outputs;
 //! - [`run_all`] returns every value, indexed by [`ValueId`];
-//! - [`ops`] holds one function per op, usable on their own (e.g. by the trainer).
+//! - [`ops`] holds one function per op, usable on their own (e.g. by the trainer);
+//! - [`inputs`]: random inputs of a model's declared types (`bnnc run --random`).
 //!
 //! Input tensors are checked against the model's declared input types before
 //! anything is computed; no input makes the interpreter panic. Cases a verified
 //! model cannot reach (an operand of an impossible type or shape) are reported as
 //! [`RunError::Internal`] naming the node.
 
+pub mod inputs;
 pub mod ops;
-pub mod train;
 
 use bnnc_ir::{Dim, ElemType, Model, Op, Tensor, TensorData, TensorType, ValueId};
 

@@ -24,18 +24,17 @@
 //! `BNNC_AARCH64_CC` and `BNNC_QEMU_AARCH64`. When they are missing the tests
 //! print why and pass, except when `CI=true`, where a missing tool fails.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use bnnc::compile::{compile_to_dir, lower_model, CompileError, Emit};
-use bnnc::init::{init_weights, InitOptions};
+use bnnc::compile::{compile, CompileError, CompileOptions};
 use bnnc::jit::{from_words, to_words};
 use bnnc::lower::{LowerError, Lowered, Storage};
-use bnnc_ir::target::Target;
 use bnnc_ir::{Model, Op, Tensor, TensorData};
+use bnnc_kir::target::Target;
 use bnnc_tests::gen::{random_graph, GenOptions, Rng};
+use bnnc_train::init::{init_weights, InitOptions};
 
 /// The batches every model runs at.
 const BATCHES: [usize; 2] = [1, 7];
@@ -140,11 +139,10 @@ fn build(
     link: Link,
 ) -> Result<(Lowered, PathBuf), String> {
     let target = Target::parse("aarch64").unwrap();
-    let lowered = lower_model(model, &target)
-        .map_err(|e| format!("lower: {e}"))?
-        .lowered;
-    let emit: BTreeSet<Emit> = [Emit::Obj, Emit::Header].into();
-    compile_to_dir(model, &target, &emit, dir).map_err(|e| format!("compile: {e}"))?;
+    let compiled = compile(model, &CompileOptions::new(target).opt_level(0))
+        .map_err(|e| format!("compile: {e}"))?;
+    compiled.write_to(dir).map_err(|e| format!("write: {e}"))?;
+    let lowered = compiled.lowered;
     let name = &lowered.name;
     let exe = dir.join("driver");
     let mut cmd = Command::new(&tools.cc);
@@ -325,7 +323,7 @@ fn from_exp(model: &Model, k: usize) -> bool {
 /// one sample: a NaN spreads through most ops, and NaN outputs compare equal
 /// to any NaN).
 fn inputs_for(model: &Model, batch: usize, seed: u64, nan_sample: Option<usize>) -> Vec<Tensor> {
-    let mut xs = bnnc::inputs::random_inputs(&model.graph, batch, seed).unwrap();
+    let mut xs = bnnc_runtime::inputs::random_inputs(&model.graph, batch, seed).unwrap();
     for (t, &v) in xs.iter_mut().zip(&model.graph.inputs()) {
         let batched = model.ty(v).is_batched();
         if let TensorData::F32(data) = &mut t.data {
@@ -499,7 +497,7 @@ fn random_graphs_match_the_interpreter_on_aarch64() {
         let g = random_graph(&choices, &GenOptions { max_ops: 8 });
         let model =
             Model::from_graph(g.graph.clone(), Some(&g.weights), Path::new("random.ir")).unwrap();
-        match lower_model(&model, &target) {
+        match bnnc::lower::lower(&model, &target).map_err(CompileError::Lower) {
             Err(CompileError::Lower(LowerError::Unsupported { .. })) => continue,
             Err(e) => panic!("{e}\n{}", bnnc_ir::text::print(&g.graph)),
             Ok(_) => {}

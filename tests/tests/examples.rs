@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use bnnc::init::{init_weights, InitOptions};
-use bnnc::inputs::random_inputs;
 use bnnc_ir::{Model, Tensor, TensorData};
+use bnnc_runtime::inputs::random_inputs;
+use bnnc_train::init::{init_weights, InitOptions};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")

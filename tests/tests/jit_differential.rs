@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use bnnc::compile::CompileError;
+use bnnc::compile::{Backend, CompileError, CompileOptions};
 use bnnc::jit::JitModel;
 use bnnc::lower::LowerError;
 use bnnc_ir::Model;
@@ -15,7 +15,10 @@ use bnnc_tests::diff::{inputs, models_in, same_bits};
 use bnnc_tests::gen::{random_graph, GenOptions, Rng};
 
 fn check_model(model: &Model, batches: &[usize], seed: u64) -> Result<(), String> {
-    let jit = JitModel::compile(model).map_err(|e| format!("compile: {e}"))?;
+    let opts = CompileOptions::host(Backend::Cranelift)
+        .unwrap()
+        .opt_level(0);
+    let jit = JitModel::compile_with(model, &opts).map_err(|e| format!("compile: {e}"))?;
     let mut rng = Rng::new(seed);
     for &batch in batches {
         let x = inputs(model, batch, &mut rng, false);
@@ -43,8 +46,7 @@ fn examples_match_the_interpreter() {
 /// `check_model`, but the JIT compiles the optimized model while the
 /// interpreter runs the original.
 fn check_optimized(model: &Model, batches: &[usize], seed: u64) -> Result<(), String> {
-    let opt = bnnc::opt::optimize(model).map_err(|e| format!("optimize: {e}"))?;
-    let jit = JitModel::compile(&opt.model).map_err(|e| format!("compile: {e}"))?;
+    let jit = JitModel::compile(model).map_err(|e| format!("compile: {e}"))?;
     let mut rng = Rng::new(seed);
     for &batch in batches {
         let x = inputs(model, batch, &mut rng, false);
@@ -69,12 +71,12 @@ fn optimized_models_match_the_interpreter_on_the_original() {
     {
         let m = Model::load(&p).unwrap();
         check_optimized(&m, &[1, 7], 5).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        let checked = bnnc::load::load_graph(&p).unwrap();
+        let checked = bnnc_cli::load::load_graph(&p).unwrap();
         for seed in [1, 2] {
-            let w = bnnc::init::init_weights(
+            let w = bnnc_train::init::init_weights(
                 &checked.graph,
                 &checked.types,
-                bnnc::init::InitOptions {
+                bnnc_train::init::InitOptions {
                     seed,
                     random_stats: true,
                 },
@@ -117,7 +119,7 @@ proptest::proptest! {
         let g = random_graph(&choices, &GenOptions { max_ops: 8 });
         let model = Model::from_graph(g.graph.clone(), Some(&g.weights), Path::new("random.ir")).unwrap();
         let text = bnnc_ir::text::print(&g.graph);
-        match JitModel::compile(&model) {
+        match bnnc::lower::lower(&model, &bnnc_kir::target::Target::host().unwrap()).map_err(CompileError::Lower) {
             Err(CompileError::Lower(LowerError::Unsupported { .. })) => {
                 proptest::prop_assume!(false);
             }

@@ -14,9 +14,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bnnc::compile::{compile_to_dir, Emit};
-use bnnc_ir::target::Target;
+use bnnc::compile::{compile, CompileOptions, Emit};
 use bnnc_ir::{Model, Tensor, TensorData};
+use bnnc_kir::target::Target;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -127,7 +127,7 @@ fn bnnc_binary() -> PathBuf {
 /// `n` images for 28x28x1 models: random pixels in [0, 1), then an all-zero
 /// image and one of exact 0.5 (where the MLP's sign(x - 0.5) flips).
 fn images(model: &Model, n: usize, seed: u64) -> Tensor {
-    let mut t = bnnc::inputs::random_inputs(&model.graph, n, seed)
+    let mut t = bnnc_runtime::inputs::random_inputs(&model.graph, n, seed)
         .unwrap()
         .remove(0);
     let TensorData::F32(v) = &mut t.data else {
@@ -251,8 +251,8 @@ fn two_models_link_into_one_c_program() {
     let mut models = Vec::new();
     for (name, target) in names.iter().zip(targets()) {
         let model = Model::load(&root().join(format!("examples/{name}.ir"))).unwrap();
-        let emit: BTreeSet<Emit> = [Emit::Obj, Emit::Header].into();
-        compile_to_dir(&model, &Target::parse(target).unwrap(), &emit, &dir)
+        compile(&model, &CompileOptions::new(Target::parse(target).unwrap()))
+            .and_then(|c| c.write_to(&dir))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let obj = dir.join(format!("{name}.o"));
         let want: BTreeSet<String> = ["run", "run_v", "workspace_size"]
@@ -337,9 +337,10 @@ output batch
     let path = dir.join("awkward_names.ir");
     let graph = Model::parse_checked(src, &path).unwrap();
     let model = Model::from_graph(graph, None, &path).unwrap();
-    let emit: BTreeSet<Emit> = [Emit::Header].into();
     let target = Target::parse(targets()[0]).unwrap();
-    compile_to_dir(&model, &target, &emit, &dir).unwrap();
+    compile(&model, &CompileOptions::new(target).emit([Emit::Header]))
+        .and_then(|c| c.write_to(&dir))
+        .unwrap();
     let c = dir.join("use.c");
     std::fs::write(
         &c,

@@ -20,16 +20,15 @@
 //! them, or without LLVM in the build (`--features bnnc/llvm`), the tests
 //! print why they skip and pass, except under `CI=true`, where they fail.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use bnnc::compile::{compile_to_dir_with, lower_model, Backend, CompileError, Emit};
+use bnnc::compile::{compile, Backend, CompileError, CompileOptions};
 use bnnc::jit::{from_words, to_words};
 use bnnc::lower::{LowerError, Lowered, Storage};
-use bnnc_ir::target::{Arch, Target};
 use bnnc_ir::{Model, Op, Tensor, TensorData};
+use bnnc_kir::target::{Arch, Target};
 use bnnc_tests::gen::{random_graph, GenOptions, Rng};
 
 const BATCHES: [usize; 2] = [1, 7];
@@ -183,12 +182,12 @@ struct Case {
 /// Compiles `model` with LLVM for the platform into `dir` and links it with
 /// the driver (statically, so no sysroot is needed at run time).
 fn build(p: &Platform, model: &Model, dir: &Path) -> Result<(Lowered, PathBuf), String> {
-    let lowered = lower_model(model, &p.target)
-        .map_err(|e| format!("lower: {e}"))?
-        .lowered;
-    let emit: BTreeSet<Emit> = [Emit::Obj, Emit::Header].into();
-    compile_to_dir_with(model, &p.target, Backend::Llvm, &emit, dir)
-        .map_err(|e| format!("compile: {e}"))?;
+    let opts = CompileOptions::new(p.target.clone())
+        .backend(Backend::Llvm)
+        .opt_level(0);
+    let compiled = compile(model, &opts).map_err(|e| format!("compile: {e}"))?;
+    compiled.write_to(dir).map_err(|e| format!("write: {e}"))?;
+    let lowered = compiled.lowered;
     let name = &lowered.name;
     let exe = dir.join("driver");
     let mut cmd = Command::new(&p.cc);
@@ -360,7 +359,7 @@ fn from_exp(model: &Model, k: usize) -> bool {
 /// Inputs of the model's types; f32 inputs also hold +0.0, -0.0 and tiny
 /// values whose sign matters.
 fn inputs_for(model: &Model, batch: usize, seed: u64) -> Vec<Tensor> {
-    let mut xs = bnnc::inputs::random_inputs(&model.graph, batch, seed).unwrap();
+    let mut xs = bnnc_runtime::inputs::random_inputs(&model.graph, batch, seed).unwrap();
     for t in &mut xs {
         if let TensorData::F32(v) = &mut t.data {
             for (i, e) in v.iter_mut().enumerate() {
@@ -476,7 +475,7 @@ fn suite(test: &str, platform_name: &'static str, random: usize, seed: u64) {
         let g = random_graph(&choices, &GenOptions { max_ops: 8 });
         let model =
             Model::from_graph(g.graph.clone(), Some(&g.weights), Path::new("random.ir")).unwrap();
-        match lower_model(&model, &p.target) {
+        match bnnc::lower::lower(&model, &p.target).map_err(CompileError::Lower) {
             Err(CompileError::Lower(LowerError::Unsupported { .. })) => continue,
             Err(e) => panic!("{e}\n{}", bnnc_ir::text::print(&g.graph)),
             Ok(_) => {}

@@ -13,11 +13,11 @@
 
 use std::path::Path;
 
-use bnnc::compile::{Backend, CompileError};
+use bnnc::compile::{Backend, CompileError, CompileOptions};
 use bnnc::jit::JitModel;
 use bnnc::lower::LowerError;
-use bnnc_ir::target::Target;
 use bnnc_ir::Model;
+use bnnc_kir::target::Target;
 use bnnc_tests::diff::{inputs, models_in, same_bits};
 use bnnc_tests::gen::{random_graph, GenOptions, Rng};
 
@@ -41,12 +41,18 @@ fn check_model(
     batches: &[usize],
     seed: u64,
 ) -> Result<(), String> {
-    let cranelift = JitModel::compile(model).map_err(|e| format!("cranelift: {e}"))?;
+    let opts = CompileOptions::host(Backend::Cranelift)
+        .unwrap()
+        .opt_level(0);
+    let cranelift = JitModel::compile_with(model, &opts).map_err(|e| format!("cranelift: {e}"))?;
     let llvms = targets
         .iter()
         .map(|t| {
-            JitModel::compile_with(model, t, Backend::Llvm)
-                .map_err(|e| format!("llvm for {t}: {e}"))
+            let opts = CompileOptions::new(t.clone())
+                .backend(Backend::Llvm)
+                .opt_level(0)
+                .emit([]);
+            JitModel::compile_with(model, &opts).map_err(|e| format!("llvm for {t}: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut rng = Rng::new(seed);
@@ -117,7 +123,7 @@ proptest::proptest! {
         let g = random_graph(&choices, &GenOptions { max_ops: 8 });
         let model = Model::from_graph(g.graph.clone(), Some(&g.weights), Path::new("random.ir")).unwrap();
         let text = bnnc_ir::text::print(&g.graph);
-        match bnnc::compile::lower_model(&model, &Target::host().unwrap()) {
+        match bnnc::lower::lower(&model, &Target::host().unwrap()).map_err(CompileError::Lower) {
             Err(CompileError::Lower(LowerError::Unsupported { .. })) => {
                 proptest::prop_assume!(false);
             }

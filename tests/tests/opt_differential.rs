@@ -7,15 +7,15 @@
 //! Inputs mix in +0.0, -0.0, NaN and infinities, which is where sign and
 //! threshold rewrites would go wrong first. Batch-norm statistics, slopes and
 //! shifts are drawn at random (negative and zero gamma included) by
-//! `bnnc::init` with `random_stats`, and by the graph generator.
+//! `bnnc_train::init` with `random_stats`, and by the graph generator.
 
 use std::path::Path;
 
-use bnnc::init::{init_weights, InitOptions};
 use bnnc::opt::optimize;
 use bnnc_ir::Model;
 use bnnc_tests::diff::{inputs, models_in, same_bits};
 use bnnc_tests::gen::{random_graph, GenOptions, Rng};
+use bnnc_train::init::{init_weights, InitOptions};
 
 /// Optimizes `model` and compares both on random inputs at batch 3 (with and
 /// without special floats).

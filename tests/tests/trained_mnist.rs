@@ -21,10 +21,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bnnc::eval::{evaluate, EvalEngine, EvalOptions, EvalReport};
-use bnnc::export::export_to;
+use bnnc_cli::eval::{evaluate, EvalEngine, EvalOptions, EvalReport};
 use bnnc_ir::{ElemType, Model, TensorData, Weights};
-use bnnc_runtime::train::data::{load_idx_dir, Split};
+use bnnc_train::data::{load_idx_dir, Split};
+use bnnc_train::export::export_to;
 
 /// The trained model the README reports on, relative to the repository root.
 /// While [`USE_TRAINED`] is false the test runs on [`STAND_IN`] instead.
@@ -73,12 +73,12 @@ fn source_model(dir: &Path) -> PathBuf {
     }
     let copy = dir.join("stand_in.ir");
     std::fs::copy(root().join(STAND_IN), &copy).unwrap();
-    let checked = bnnc::load::load_graph(&copy).unwrap();
-    let opts = bnnc::init::InitOptions {
+    let checked = bnnc_cli::load::load_graph(&copy).unwrap();
+    let opts = bnnc_train::init::InitOptions {
         seed: 1,
         random_stats: false,
     };
-    let w = bnnc::init::init_weights(&checked.graph, &checked.types, opts).unwrap();
+    let w = bnnc_train::init::init_weights(&checked.graph, &checked.types, opts).unwrap();
     w.save(&Model::weights_path(&checked.graph, &copy).unwrap())
         .unwrap();
     copy

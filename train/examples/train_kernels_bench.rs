@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use bnnc_ir::{Conv2dAttrs, PadValue};
-use bnnc_runtime::train::kernels::{self, ConvGeom};
+use bnnc_train::kernels::{self, ConvGeom};
 
 /// Best and mean wall time of `f` over repeated runs.
 fn time(mut f: impl FnMut(), repeat: bool) -> (Duration, Duration) {

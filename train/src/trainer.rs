@@ -19,7 +19,7 @@
 //! The learning rate follows [`TrainConfig::schedule`] over all steps of all
 //! epochs. After each epoch ([`Trainer::finish_epoch`]) the test set is evaluated
 //! in [`Mode::Eval`] (running statistics, the fast training kernels);
-//! [`Trainer::evaluate_interpreter`] evaluates through [`crate::run`], the
+//! [`Trainer::evaluate_interpreter`] evaluates through [`bnnc_runtime::run`], the
 //! reference interpreter, on the model with the trained weights: the accuracy of
 //! the model the compiler builds.
 //!
@@ -30,15 +30,13 @@ use std::time::Instant;
 
 use bnnc_ir::{Dim, ElemType, Estimator, Model, Op, Tensor, Weights};
 
-use crate::train::autodiff::{GradConfig, GradError, Mode, ParamKind, TrainModel, WeightTransform};
-use crate::train::data::{epoch_order, DataError, Dataset};
-use crate::train::loss::{
-    distillation_loss, softmax_cross_entropy, spectral_penalty, LossError, LossOut,
-};
-use crate::train::optim::{
+use crate::autodiff::{GradConfig, GradError, Mode, ParamKind, TrainModel, WeightTransform};
+use crate::data::{epoch_order, DataError, Dataset};
+use crate::loss::{distillation_loss, softmax_cross_entropy, spectral_penalty, LossError, LossOut};
+use crate::optim::{
     clip_latent, Adam, AdamState, Bop, BopState, LrSchedule, OptimError, Sgd, SgdState,
 };
-use crate::RunError;
+use bnnc_runtime::RunError;
 
 /// How the learning rate changes over the steps of all epochs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -799,7 +797,7 @@ impl Trainer {
         })
     }
 
-    /// Evaluates `data` through [`crate::run`], the reference interpreter, on
+    /// Evaluates `data` through [`bnnc_runtime::run`], the reference interpreter, on
     /// the model with the current weights: the exact meaning of the model the
     /// compiler builds from the saved files.
     pub fn evaluate_interpreter(&self, data: &Dataset) -> Result<Evaluation, TrainError> {
@@ -808,7 +806,7 @@ impl Trainer {
         let model = Model::from_graph(self.model.graph.clone(), Some(&weights), &self.model.path)
             .map_err(TrainError::Weights)?;
         evaluate_with(data, &fit, self.cfg.eval_batch, |x| {
-            Ok(crate::run(&model, std::slice::from_ref(x))?)
+            Ok(bnnc_runtime::run(&model, std::slice::from_ref(x))?)
         })
     }
 

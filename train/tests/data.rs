@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bnnc_ir::TensorData;
-use bnnc_runtime::train::data::{epoch_order, load_idx_dir, DataError, Split};
+use bnnc_train::data::{epoch_order, load_idx_dir, DataError, Split};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 

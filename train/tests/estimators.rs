@@ -1,4 +1,4 @@
-//! Tests of the gradient estimators of `sign` (`bnnc_runtime::train::estimators`):
+//! Tests of the gradient estimators of `sign` (`bnnc_train::estimators`):
 //! each surrogate's value and derivative at hand-picked points against its formula
 //! (written out again here, in f64), the boundaries (0, ±clip, ±1, schedule
 //! endpoints), finite differences of the surrogate against its derivative, finite
@@ -7,7 +7,7 @@
 //! derivatives.
 
 use bnnc_ir::Estimator;
-use bnnc_runtime::train::estimators::{
+use bnnc_train::estimators::{
     approx_sign_derivative, approx_sign_value, dte_derivative, dte_value, fda_derivative,
     fda_value, ste_derivative, ste_value, swish_sign_derivative, swish_sign_value, DteSchedule,
     EstimatorError, FdaNoise, LearnedBinarizer, SignEstimator,
@@ -796,7 +796,7 @@ fn learned_mlp_backward_and_parameter_gradients() {
         let mut e = build("learned", &[("hidden", hidden as f64)]);
         let mut l = LearnedBinarizer::new(hidden, 7);
         // Move every parameter off its init (through params(), in both copies).
-        let tweak = |ps: Vec<bnnc_runtime::train::estimators::ParamRef<'_>>| {
+        let tweak = |ps: Vec<bnnc_train::estimators::ParamRef<'_>>| {
             for (k, p) in ps.into_iter().enumerate() {
                 for (j, x) in p.value.iter_mut().enumerate() {
                     *x += 0.1 * (k as f32 + 1.0) * if j % 2 == 0 { 1.0 } else { -1.0 };

@@ -18,9 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use bnnc_ir::{ElemType, Graph, Model, Op, Tensor, TensorType, Weights};
-use bnnc_runtime::train::autodiff::{
-    GradConfig, GradError, Mode, ParamKind, TrainModel, WeightTransform,
-};
+use bnnc_train::autodiff::{GradConfig, GradError, Mode, ParamKind, TrainModel, WeightTransform};
 
 // ---------------------------------------------------------------------------
 // Helpers

@@ -1,7 +1,7 @@
 //! Losses and regularisers: hand-computed values, finite-difference gradients,
 //! known spectral norms, and the errors of bad shapes and parameters.
 
-use bnnc_runtime::train::loss::{
+use bnnc_train::loss::{
     distillation_kl, distillation_loss, softmax_cross_entropy, spectral_norm, spectral_penalty,
     LossError,
 };

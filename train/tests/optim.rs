@@ -1,6 +1,6 @@
 //! Optimisers and schedules against hand-computed steps.
 
-use bnnc_runtime::train::optim::{
+use bnnc_train::optim::{
     clip_latent, Adam, AdamState, Bop, BopState, LrSchedule, OptimError, Sgd, SgdState,
 };
 

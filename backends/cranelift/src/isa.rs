@@ -5,7 +5,7 @@
 //! to the features the [`Target`] names. A bnnc feature without a Cranelift
 //! flag of the same meaning enables nothing.
 
-use bnnc_ir::target::{Arch, Target};
+use bnnc_kir::target::{Arch, Target};
 use cranelift_codegen::isa::{self, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use bnnc_ir::kir;
-use bnnc_ir::target::Target;
+use bnnc_kir as kir;
+use bnnc_kir::target::Target;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::default_libcall_names;
 
@@ -71,7 +71,7 @@ impl Jit {
         // Every extern is resolved here, so the JIT never has to look a
         // symbol up (and never panics on a missing one) while finalizing.
         for x in &m.externs {
-            let ptr = bnnc_ir::host::resolve_symbol(&x.name)
+            let ptr = bnnc_kir::host::resolve_symbol(&x.name)
                 .ok_or_else(|| Error::UnresolvedExtern(x.name.clone()))?;
             builder.symbol(x.name.as_str(), ptr);
         }

@@ -1,6 +1,6 @@
 //! bnnc-cranelift: the Cranelift backend.
 //!
-//! Translates kir ([`bnnc_ir::kir`]) one to one into Cranelift IR and
+//! Translates kir ([`bnnc_kir`]) one to one into Cranelift IR and
 //! produces a JIT'd module on the host ([`Jit`]), relocatable ELF objects for
 //! x86_64 and aarch64 ([`compile_object`]), CLIF text ([`clif_text`]) and the
 //! lowered machine instructions ([`disassembly`]).
@@ -10,8 +10,8 @@
 //! `popcnt`, so popcounts are expanded into bit arithmetic). Vectors must be
 //! exactly 128 bits; anything else is refused with [`Error::Unsupported`].
 
-use bnnc_ir::kir;
-use bnnc_ir::target::Target;
+use bnnc_kir as kir;
+use bnnc_kir::target::Target;
 use cranelift_codegen::print_errors::pretty_verifier_error;
 use cranelift_codegen::CodegenError;
 use cranelift_codegen::Context;

@@ -1,7 +1,7 @@
 //! Relocatable ELF objects.
 
-use bnnc_ir::kir;
-use bnnc_ir::target::Target;
+use bnnc_kir as kir;
+use bnnc_kir::target::Target;
 use cranelift_module::default_libcall_names;
 use cranelift_object::{ObjectBuilder, ObjectModule};
 

@@ -1,14 +1,14 @@
 //! kir -> CLIF, one to one.
 //!
 //! Every kir statement and expression becomes the Cranelift instructions of
-//! the same meaning (see the semantics in `bnnc_ir::kir`). Where Cranelift
+//! the same meaning (see the semantics in `bnnc_kir`). Where Cranelift
 //! has no instruction of that meaning for a type, the translation is an exact
 //! emulation (named at each place) or an [`Error::Unsupported`]; it never
 //! changes the result.
 
 use std::collections::HashMap;
 
-use bnnc_ir::kir::{self, BinOp, CastOp, CmpOp, Expr, Function, Scalar, Stmt, Ty, UnOp, VarId};
+use bnnc_kir::{self as kir, BinOp, CastOp, CmpOp, Expr, Function, Scalar, Stmt, Ty, UnOp, VarId};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Imm64};
 use cranelift_codegen::ir::{

@@ -3,9 +3,9 @@
 mod common;
 
 use bnnc_cranelift::{clif_text, compile_object, disassembly, Error, Jit};
-use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{CastOp, CmpOp, Data, Expr, Extern, ExternId, Module, Scalar, Stmt, Ty};
-use bnnc_ir::target::{Arch, Target};
+use bnnc_kir::build::*;
+use bnnc_kir::target::{Arch, Target};
+use bnnc_kir::{CastOp, CmpOp, Data, Expr, Extern, ExternId, Module, Scalar, Stmt, Ty};
 use common::*;
 
 fn host() -> Target {

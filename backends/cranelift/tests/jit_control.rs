@@ -2,8 +2,8 @@
 
 mod common;
 
-use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{
+use bnnc_kir::build::*;
+use bnnc_kir::{
     BinOp, CastOp, CmpOp, Data, DataId, Expr, Extern, ExternId, FuncId, Function, Stmt, Ty, UnOp,
 };
 use common::*;
@@ -254,8 +254,8 @@ fn unaligned_loads_and_stores() {
         (Ty::I32, 3, 3),
         (Ty::I64, 5, 7),
         (Ty::F32, 9, 15),
-        (Ty::vec(bnnc_ir::kir::Scalar::I32, 4), 13, 19),
-        (Ty::vec(bnnc_ir::kir::Scalar::I8, 16), 31, 35),
+        (Ty::vec(bnnc_kir::Scalar::I32, 4), 13, 19),
+        (Ty::vec(bnnc_kir::Scalar::I8, 16), 31, 35),
     ];
     for (t, s, d) in moves {
         f.body.push(Stmt::Store {
@@ -427,7 +427,7 @@ fn calls_externs_and_data() {
     let (mut tw, _) = func("call_sum", &[], Some(Ty::I64));
     tw.body = vec![Stmt::Call(FuncId(2), vec![]), Stmt::Return(Some(i64c(1)))];
     m.functions = vec![sq, f, g, h, b1, e, tw];
-    let host = bnnc_ir::target::Target::host().unwrap();
+    let host = bnnc_kir::target::Target::host().unwrap();
     let obj = bnnc_cranelift::compile_object(&m, &host).unwrap();
     assert_eq!(&obj[..4], b"\x7fELF");
 
@@ -463,7 +463,7 @@ fn calls_externs_and_data() {
 #[test]
 fn jit_is_usable_from_other_threads() {
     let m = module(vec![popsum()]);
-    let t = bnnc_ir::target::Target::host().unwrap();
+    let t = bnnc_kir::target::Target::host().unwrap();
     let j = std::sync::Arc::new(jit(&m, &t));
     let words: Vec<u64> = (0..100u64)
         .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))

@@ -3,8 +3,8 @@
 
 mod common;
 
-use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{BinOp, CastOp, CmpOp, Expr, Scalar, Stmt, Ty, UnOp};
+use bnnc_kir::build::*;
+use bnnc_kir::{BinOp, CastOp, CmpOp, Expr, Scalar, Stmt, Ty, UnOp};
 use common::*;
 
 const INT_TYPES: [(Scalar, u32); 4] = [
@@ -92,7 +92,7 @@ fn int_fn(
     bits: u32,
     body: impl Fn(Expr, Expr) -> Expr,
     ret_i8: bool,
-) -> bnnc_ir::kir::Function {
+) -> bnnc_kir::Function {
     let (mut f, p) = func(name, &[("a", Ty::I64), ("b", Ty::I64)], Some(Ty::I64));
     let t = int_ty(bits);
     let narrow = |e: Expr| {

@@ -4,8 +4,8 @@
 
 mod common;
 
-use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{BinOp, CastOp, CmpOp, Expr, Function, Scalar, Stmt, Ty, UnOp, VarId};
+use bnnc_kir::build::*;
+use bnnc_kir::{BinOp, CastOp, CmpOp, Expr, Function, Scalar, Stmt, Ty, UnOp, VarId};
 use common::*;
 
 const INT_LANES: [(Scalar, u32); 4] = [
@@ -473,7 +473,7 @@ fn vector_kernels_compile_for_aarch64() {
         select(cmp(CmpOp::FUno, a.clone(), b.clone()), a, b)
     }));
     let m = module(fns);
-    let target = bnnc_ir::target::Target::parse("aarch64").unwrap();
+    let target = bnnc_kir::target::Target::parse("aarch64").unwrap();
     let obj = bnnc_cranelift::compile_object(&m, &target).unwrap();
     assert_eq!(&obj[..4], b"\x7fELF");
 }

@@ -4,9 +4,9 @@
 mod common;
 
 use bnnc_cranelift::{clif_text, disassembly};
-use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{CmpOp, Module, Scalar, Stmt, Ty, UnOp};
-use bnnc_ir::target::Target;
+use bnnc_kir::build::*;
+use bnnc_kir::target::Target;
+use bnnc_kir::{CmpOp, Module, Scalar, Stmt, Ty, UnOp};
 use common::*;
 
 /// popsum(p, n) = sum of popcount of n i64 words at p.

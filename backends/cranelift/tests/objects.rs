@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use bnnc_cranelift::compile_object;
-use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{
+use bnnc_kir::build::*;
+use bnnc_kir::target::{Arch, Target};
+use bnnc_kir::{
     BinOp, CastOp, Data, DataId, Expr, Extern, ExternId, FuncId, Module, Stmt, Ty, UnOp,
 };
-use bnnc_ir::target::{Arch, Target};
 use common::*;
 use cranelift_object::object::read::elf::ElfFile64;
 use cranelift_object::object::{Endianness, Object, ObjectSection, ObjectSymbol, SectionKind};

@@ -7,7 +7,7 @@
 //! (32-bit CPUs). The test `tests/cpu_lists.rs` asks the
 //! linked LLVM for its list and checks these against it.
 
-use bnnc_ir::target::Arch;
+use bnnc_kir::target::Arch;
 
 const X86_64: &[&str] = &[
     "alderlake",

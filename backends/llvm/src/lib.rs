@@ -1,6 +1,6 @@
 //! bnnc-llvm: the LLVM backend.
 //!
-//! Translates kir ([`bnnc_ir::kir`]) one to one into LLVM IR, optimises it with
+//! Translates kir ([`bnnc_kir`]) one to one into LLVM IR, optimises it with
 //! LLVM's `default<O3>` pipeline (loop and SLP vectorizers on) for a
 //! [`Target`], and produces relocatable ELF objects ([`compile_object`]),
 //! assembly ([`assembly`]), LLVM IR text ([`llvm_ir`]) or code JIT-compiled
@@ -10,7 +10,7 @@
 //!
 //! Every kir type has its LLVM type (`i8`..`i64`, `float`, and vectors of any
 //! lane count, `<8 x i64>` included: LLVM legalises what the CPU lacks).
-//! Operations keep kir's semantics exactly (see [`bnnc_ir::kir`]):
+//! Operations keep kir's semantics exactly (see [`bnnc_kir`]):
 //! shift amounts are masked to the lane width (LLVM's shifts are poison
 //! beyond it); comparisons give `i8` 0/1 or lane masks (`sext` of the `i1`
 //! lanes); `select` tests its condition `!= 0`; `popcnt` is `llvm.ctpop`;
@@ -48,9 +48,9 @@
 //! inkwell. Without it every entry point returns [`Error::NotBuilt`], so the
 //! rest of bnnc builds and runs with no LLVM installed.
 
-use bnnc_ir::target::Arch;
+use bnnc_kir::target::Arch;
 #[cfg(doc)]
-use bnnc_ir::target::Target;
+use bnnc_kir::target::Target;
 
 mod cpus;
 

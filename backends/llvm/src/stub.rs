@@ -1,8 +1,8 @@
 //! The API without LLVM (the `llvm` feature off): every entry point returns
 //! [`Error::NotBuilt`].
 
-use bnnc_ir::kir;
-use bnnc_ir::target::Target;
+use bnnc_kir as kir;
+use bnnc_kir::target::Target;
 
 use crate::{Artifacts, Error, Machine, Request, Stage};
 

@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use bnnc_ir::target::Arch;
+use bnnc_kir::target::Arch;
 
 const ENV: &str = "BNNC_LLVM_HELP_TRIPLE";
 
@@ -100,14 +100,14 @@ fn every_known_cpu_compiles() {
     if !common::llvm("every_known_cpu_compiles") {
         return;
     }
-    use bnnc_ir::kir::build::*;
-    use bnnc_ir::kir::{Stmt, Ty, UnOp};
+    use bnnc_kir::build::*;
+    use bnnc_kir::{Stmt, Ty, UnOp};
     let (mut f, p) = common::func("pc", &[("x", Ty::I64)], Some(Ty::I64));
     f.body.push(Stmt::Return(Some(un(UnOp::Popcnt, var(p[0])))));
     let m = common::module(vec![f]);
     for arch in Arch::ALL {
         for cpu in bnnc_llvm::known_cpus(arch) {
-            let t = bnnc_ir::target::Target::new(arch).with_cpu(cpu).unwrap();
+            let t = bnnc_kir::target::Target::new(arch).with_cpu(cpu).unwrap();
             bnnc_llvm::compile_object(&m, &t).unwrap_or_else(|e| panic!("{t}: {e}"));
         }
     }

@@ -6,11 +6,11 @@
 
 mod common;
 
-use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{
+use bnnc_kir::build::*;
+use bnnc_kir::target::Target;
+use bnnc_kir::{
     BinOp, CastOp, CmpOp, Data, DataId, Expr, Extern, ExternId, FuncId, Scalar, Stmt, Ty, UnOp,
 };
-use bnnc_ir::target::Target;
 use common::*;
 
 #[test]
@@ -467,7 +467,7 @@ fn errors_are_clear() {
     assert!(e.contains("unknown CPU `rocket` for riscv64"), "{e}");
 
     let host = Target::host().unwrap();
-    let other = if host.arch == bnnc_ir::target::Arch::Aarch64 {
+    let other = if host.arch == bnnc_kir::target::Arch::Aarch64 {
         "x86_64"
     } else {
         "aarch64"

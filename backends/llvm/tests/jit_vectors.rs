@@ -5,8 +5,8 @@
 
 mod common;
 
-use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{BinOp, CastOp, CmpOp, Expr, Function, Scalar, Stmt, Ty, UnOp};
+use bnnc_kir::build::*;
+use bnnc_kir::{BinOp, CastOp, CmpOp, Expr, Function, Scalar, Stmt, Ty, UnOp};
 use common::*;
 
 const BINOPS: [BinOp; 11] = [
@@ -182,7 +182,7 @@ fn integer_vectors_of_every_width() {
         }));
         // splat of lane 0 of a scalar load
         fs.push(vfn(&format!("splat_{si}"), t, |_, _| {
-            Expr::Splat(t, Box::new(load(t.lane(), var(bnnc_ir::kir::VarId(0)))))
+            Expr::Splat(t, Box::new(load(t.lane(), var(bnnc_kir::VarId(0)))))
         }));
     }
     let m = module(fs);

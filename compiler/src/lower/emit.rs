@@ -1,8 +1,8 @@
 //! A small builder over kir functions: structured loops and ifs written as
 //! closures, so kernel emitters read like the loop nests they produce.
 
-use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{BinOp, CastOp, CmpOp, Expr, Function, Stmt, Ty, VarId};
+use bnnc_kir::build::*;
+use bnnc_kir::{BinOp, CastOp, CmpOp, Expr, Function, Stmt, Ty, VarId};
 
 /// Builds one kir function. Statements go to the innermost open block.
 pub struct Fb {

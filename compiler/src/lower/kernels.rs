@@ -6,9 +6,9 @@
 //! `Cg - 2 * popcount(x xor w)` per kernel tap on packed words; padded taps add a
 //! per-(output channel, tap) constant `pad * sum_c w` (0 for `pad_value=0`).
 
-use bnnc_ir::kir::build::*;
-use bnnc_ir::kir::{BinOp, CmpOp, DataId, Expr, Ty, UnOp};
 use bnnc_ir::{Dim, ElemType, Op, PadValue, TensorData, TensorType, ValueId};
+use bnnc_kir::build::*;
+use bnnc_kir::{BinOp, CmpOp, DataId, Expr, Ty, UnOp};
 
 use super::emit::*;
 use super::{pack_bits, sample_elems, Cx, LowerError, Storage};
@@ -196,7 +196,7 @@ pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
             map_int(cx, v, ins[0], out, "dequantize", move |_, q, _| {
                 let d = sub(to_i64(q), i64c(zp));
                 fmul(
-                    bnnc_ir::kir::build::cast(bnnc_ir::kir::CastOp::SIToF, d, Ty::F32),
+                    bnnc_kir::build::cast(bnnc_kir::CastOp::SIToF, d, Ty::F32),
                     f32c(scale),
                 )
             })

@@ -29,8 +29,9 @@ mod kernels;
 
 use std::collections::HashMap;
 
-use bnnc_ir::kir::{self, build::*, CmpOp, DataId, Expr, FuncId, Stmt, Ty};
 use bnnc_ir::{ElemType, Model, Op, Tensor, TensorData, TensorType, ValueId};
+use bnnc_kir::target::Target;
+use bnnc_kir::{self as kir, build::*, CmpOp, DataId, Expr, FuncId, Stmt, Ty};
 
 use emit::Fb;
 
@@ -228,6 +229,11 @@ struct Step {
 /// Lowering state.
 pub(crate) struct Cx<'m> {
     model: &'m Model,
+    /// What the generated code may use. Every kernel emitted today is
+    /// target-independent kir (the backend picks instructions); kernels
+    /// chosen per CPU read this.
+    #[allow(dead_code)]
+    pub(crate) target: &'m Target,
     name: String,
     module: kir::Module,
     bufs: Vec<Buf>,
@@ -261,12 +267,13 @@ fn sym(s: &str) -> String {
         .collect()
 }
 
-/// Lowers a verified model to kir.
-pub fn lower(model: &Model) -> Result<Lowered, LowerError> {
+/// Lowers a verified model to kir, for code that runs on `target`.
+pub fn lower(model: &Model, target: &Target) -> Result<Lowered, LowerError> {
     let g = &model.graph;
     let name = sym(&g.name);
     let mut cx = Cx {
         model,
+        target,
         name: name.clone(),
         module: kir::Module {
             name: name.clone(),

@@ -154,7 +154,7 @@ pub(crate) fn numel(dims: &[usize]) -> Result<usize, OpError> {
 }
 
 /// Resolves a possibly negative `axis` against `rank`.
-pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
+pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if (0..r).contains(&a) {

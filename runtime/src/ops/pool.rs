@@ -7,7 +7,7 @@ use super::{as_f32, f32_tensor, op_err, same_kind, OpError, OpResult};
 /// The output extent `(OH, OW)` of a pooling window over an `h x w` input:
 /// `OH = (H + top + bottom - kh) / sh + 1`, likewise `OW`; `None` when a zero
 /// kernel or stride is given or the window does not fit the padded input.
-pub(crate) fn pool_extent(h: usize, w: usize, a: &PoolAttrs) -> Option<(usize, usize)> {
+pub fn pool_extent(h: usize, w: usize, a: &PoolAttrs) -> Option<(usize, usize)> {
     let [kh, kw] = a.kernel;
     let [sh, sw] = a.stride;
     let [top, left, bottom, right] = a.padding;
@@ -24,7 +24,7 @@ pub(crate) fn pool_extent(h: usize, w: usize, a: &PoolAttrs) -> Option<(usize, u
 }
 
 /// Why [`pool_extent`] found no output extent, for messages.
-pub(crate) fn pool_misfit(h: usize, w: usize, a: &PoolAttrs) -> String {
+pub fn pool_misfit(h: usize, w: usize, a: &PoolAttrs) -> String {
     let ([kh, kw], [sh, sw]) = (a.kernel, a.stride);
     format!(
         "kernel {kh}x{kw} with stride {sh}x{sw} does not fit input {h}x{w} padded by {:?}",

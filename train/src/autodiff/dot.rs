@@ -1,5 +1,5 @@
 //! `conv2d` and `dense` for training, on the float kernels of
-//! [`crate::train::kernels`]. A `b1` operand is a buffer of -1.0/+1.0, so binary
+//! [`crate::kernels`]. A `b1` operand is a buffer of -1.0/+1.0, so binary
 //! layers use the same kernels and their products are exact integers.
 //!
 //! With `oracle` the `*_naive` kernels run: their sums are in the interpreter's
@@ -9,7 +9,7 @@
 //!
 //! Callers pass slices of the lengths the geometry implies.
 
-use crate::train::kernels::{self, ConvGeom};
+use crate::kernels::{self, ConvGeom};
 
 /// `conv2d` forward: `y[n, oy, ox, o]` for geometry `g` (see [`ConvGeom`]).
 pub(super) fn conv_forward(g: &ConvGeom, x: &[f32], w: &[f32], oracle: bool) -> Vec<f32> {

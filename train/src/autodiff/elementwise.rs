@@ -381,7 +381,7 @@ mod tests {
             (vec![1], vec![2, 2]),
             (vec![4, 0], vec![1]),
         ] {
-            let (dims, ia, ib) = crate::ops::elementwise::broadcast(&a, &b).unwrap();
+            let (dims, ia, ib) = bnnc_runtime::ops::elementwise::broadcast(&a, &b).unwrap();
             let bc = Broadcast::new(&a, &b).unwrap();
             assert_eq!(bc.dims, dims);
             let mut got = (Vec::new(), Vec::new());

@@ -7,7 +7,7 @@ use super::elementwise::{self, Arith, Broadcast};
 use super::norm::{self, BnStats};
 use super::pool::{self, PoolGeom};
 use super::{dot, shape, to_tensor, Cache, GradError, Mode, TrainModel};
-use crate::train::kernels::ConvGeom;
+use crate::kernels::ConvGeom;
 
 impl TrainModel {
     /// The geometry of conv node `v` on operands of dims `xd` and `wd`.
@@ -183,7 +183,7 @@ impl TrainModel {
             args.push(to_tensor(elem, cache.dims[i.index()].clone(), vals));
         }
         let refs: Vec<&Tensor> = args.iter().collect();
-        let t = crate::ops::eval(&node.op, &refs).map_err(|e| self.node_err(v, e.0))?;
+        let t = bnnc_runtime::ops::eval(&node.op, &refs).map_err(|e| self.node_err(v, e.0))?;
         Ok(t.to_f32_vec())
     }
 
@@ -212,7 +212,7 @@ impl TrainModel {
         d: &[usize],
         axis: i64,
     ) -> Result<(usize, usize, usize), GradError> {
-        let ax = crate::ops::norm_axis(axis, d.len()).map_err(|e| self.node_err(v, e.0))?;
+        let ax = bnnc_runtime::ops::norm_axis(axis, d.len()).map_err(|e| self.node_err(v, e.0))?;
         Ok(shape::split(d, ax))
     }
 
@@ -228,7 +228,8 @@ impl TrainModel {
             .first()
             .map(|i| &cache.dims[i.index()])
             .ok_or_else(|| self.node_err(v, "no operands".into()))?;
-        let ax = crate::ops::norm_axis(axis, first.len()).map_err(|e| self.node_err(v, e.0))?;
+        let ax =
+            bnnc_runtime::ops::norm_axis(axis, first.len()).map_err(|e| self.node_err(v, e.0))?;
         let outer = first[..ax].iter().product();
         let chunks = inputs
             .iter()

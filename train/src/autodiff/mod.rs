@@ -8,7 +8,7 @@
 //! interpreter's meaning: every op evaluates the same f32 operations in the same
 //! order as `bnnc_runtime::ops` (quantize, dequantize, ternarize, threshold and
 //! argmax are delegated to the interpreter's own functions), so results are bit
-//! for bit those of [`crate::run`] with [`GradConfig::oracle_kernels`], and differ
+//! for bit those of [`bnnc_runtime::run`] with [`GradConfig::oracle_kernels`], and differ
 //! only by float summation order in `f32 x f32` conv/dense otherwise. In
 //! [`Mode::Train`], batch normalization uses batch statistics and updates the
 //! running ones.
@@ -48,8 +48,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use bnnc_ir::{ElemType, Model, Op, Tensor, TensorData, ValueId, Weights};
 
-use crate::train::estimators::{EstimatorError, ParamRef, SignEstimator};
-use crate::RunError;
+use crate::estimators::{EstimatorError, ParamRef, SignEstimator};
+use bnnc_runtime::RunError;
 
 use norm::BnStats;
 use pool::PoolGeom;
@@ -121,7 +121,7 @@ pub struct GradConfig {
     pub transforms: Vec<(String, WeightTransform)>,
     /// Run conv/dense on the slow oracle kernels (`kernels::*_naive`, one
     /// thread): sums in the interpreter's order, so an Eval forward is bit-exact
-    /// with [`crate::run`]. For differential tests; default false.
+    /// with [`bnnc_runtime::run`]. For differential tests; default false.
     pub oracle_kernels: bool,
 }
 
@@ -543,7 +543,7 @@ impl TrainModel {
         &self.model
     }
 
-    /// Runs the model on `inputs` (checked as [`crate::run`] checks them) and
+    /// Runs the model on `inputs` (checked as [`bnnc_runtime::run`] checks them) and
     /// returns its outputs in model order, as `f32` tensors (integer outputs
     /// converted exactly). Train mode: batch-norm uses batch statistics and
     /// updates the running ones; Eval: running ones (= the interpreter's meaning).
@@ -552,7 +552,7 @@ impl TrainModel {
     pub fn forward(&mut self, inputs: &[Tensor], mode: Mode) -> Result<Vec<Tensor>, GradError> {
         self.cache = None;
         self.check_params()?;
-        let batch = crate::check_inputs(&self.model, inputs)?;
+        let batch = bnnc_runtime::check_inputs(&self.model, inputs)?;
         let n = self.model.graph.nodes.len();
         let mut dims = Vec::with_capacity(n);
         for (v, ty) in self.model.types.iter().enumerate() {

@@ -31,8 +31,8 @@ impl PoolGeom {
         let [kh, kw] = a.kernel;
         let [sh, sw] = a.stride;
         let [top, left, _, _] = a.padding;
-        let (oh, ow) = crate::ops::pool::pool_extent(h, w, a)
-            .ok_or_else(|| crate::ops::pool::pool_misfit(h, w, a))?;
+        let (oh, ow) = bnnc_runtime::ops::pool::pool_extent(h, w, a)
+            .ok_or_else(|| bnnc_runtime::ops::pool::pool_misfit(h, w, a))?;
         Ok(PoolGeom {
             n,
             h,

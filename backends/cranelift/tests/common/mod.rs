@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use bnnc_cranelift::Jit;
-use bnnc_ir::kir::{Function, Module, Ty, VarId};
-use bnnc_ir::target::{Arch, Target};
+use bnnc_kir::target::{Arch, Target};
+use bnnc_kir::{Function, Module, Ty, VarId};
 
 /// A function with the given parameters.
 pub fn func(name: &str, params: &[(&str, Ty)], ret: Option<Ty>) -> (Function, Vec<VarId>) {

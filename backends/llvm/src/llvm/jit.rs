@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 
-use bnnc_ir::kir;
-use bnnc_ir::target::Target;
+use bnnc_kir as kir;
+use bnnc_kir::target::Target;
 use inkwell::llvm_sys::core::{LLVMContextDispose, LLVMGetNamedFunction};
 use inkwell::llvm_sys::execution_engine::*;
 use inkwell::llvm_sys::prelude::*;
@@ -103,7 +103,7 @@ impl Jit {
                 if f.is_null() {
                     continue; // optimised away
                 }
-                let addr = bnnc_ir::host::resolve_symbol(&x.name)
+                let addr = bnnc_kir::host::resolve_symbol(&x.name)
                     .ok_or_else(|| Error::UnresolvedExtern(x.name.clone()))?;
                 LLVMAddGlobalMapping(engine, f, addr as *mut std::ffi::c_void);
             }

@@ -3,8 +3,8 @@
 use std::ffi::{c_char, CStr};
 use std::sync::Once;
 
-use bnnc_ir::kir;
-use bnnc_ir::target::{Arch, Target};
+use bnnc_kir as kir;
+use bnnc_kir::target::{Arch, Target};
 use inkwell::llvm_sys::analysis::{LLVMVerifierFailureAction, LLVMVerifyModule};
 use inkwell::llvm_sys::core::*;
 use inkwell::llvm_sys::prelude::*;

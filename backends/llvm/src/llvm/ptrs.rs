@@ -16,7 +16,7 @@
 //! address or of an argument for a pointer parameter, or is copied into a
 //! pointer variable; loop variables stay integers.
 
-use bnnc_ir::kir::{BinOp, Expr, Module, Stmt, Ty, VarId};
+use bnnc_kir::{BinOp, Expr, Module, Stmt, Ty, VarId};
 
 /// `is_ptr[f][v]`: variable `v` of function `f` is a pointer.
 pub(crate) fn analyse(m: &Module) -> Vec<Vec<bool>> {
@@ -166,8 +166,8 @@ fn exprs(e: &Expr, out: &mut Vec<VarId>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bnnc_ir::kir::build::*;
-    use bnnc_ir::kir::{FuncId, Function};
+    use bnnc_kir::build::*;
+    use bnnc_kir::{FuncId, Function};
 
     #[test]
     fn bases_of_addresses_and_their_sources_are_pointers() {

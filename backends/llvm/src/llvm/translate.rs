@@ -7,7 +7,7 @@
 
 use std::ffi::{c_char, c_uint, CString};
 
-use bnnc_ir::kir::{self, BinOp, CastOp, CmpOp, Expr, Function, Scalar, Stmt, Ty, UnOp, VarId};
+use bnnc_kir::{self as kir, BinOp, CastOp, CmpOp, Expr, Function, Scalar, Stmt, Ty, UnOp, VarId};
 use inkwell::llvm_sys::core::*;
 use inkwell::llvm_sys::prelude::*;
 use inkwell::llvm_sys::{

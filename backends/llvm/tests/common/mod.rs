@@ -1,8 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use bnnc_ir::kir::{Function, Module, Ty, VarId};
-use bnnc_ir::target::Target;
+use bnnc_kir::target::Target;
+use bnnc_kir::{Function, Module, Ty, VarId};
 use bnnc_llvm::Jit;
 
 /// Whether LLVM is in this build. Without it the test prints why it skips
