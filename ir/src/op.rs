@@ -26,12 +26,13 @@ use crate::types::{ElemType, TensorType};
 /// How a binary convolution treats positions outside the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PadValue {
-    /// Padded positions hold +1 (bit 0). Free in packed kernels.
+    /// Padded positions hold +1 (bit 0).
     PlusOne,
     /// Padded positions hold -1 (bit 1).
     MinusOne,
     /// Padded positions contribute nothing to the sum: what a float model trained
-    /// with zero padding computes. Compiled code implements it by a correction.
+    /// with zero padding computes. Compiled code adds a per-tap correction for
+    /// each of the three (`pad * sum_c w` for +1 and -1, nothing for 0).
     Zero,
 }
 
@@ -134,8 +135,9 @@ pub enum Op {
     /// A model input of the declared type. No operands.
     Input(TensorType),
     /// A tensor read from the weights file under `key`, of the declared type.
-    /// Storage: `f32` as F32, `i32` as I32, `b1`/`ternary`/`iN` as I8 holding the
-    /// numeric values, `uN` as U8.
+    /// Storage (see `weights`): `f32` as F32, `i32` as I32, `b1` bit-packed as U8
+    /// (8 channels a byte; I8 holding -1/+1 is still read), `ternary`/`iN` as I8
+    /// holding the numeric values, `uN` as U8.
     Weight { key: String, ty: TensorType },
     /// A small constant written in the model text, row-major.
     Const { ty: TensorType, data: TensorData },

@@ -22,7 +22,7 @@
 //! elements per byte, each row starting on a byte boundary. Element `c` of a row
 //! is bit `c % 8` (least significant bit first) of byte `c / 8`; bit 1 means -1,
 //! bit 0 means +1; the unused high bits of a row's last byte are 0. This is
-//! DESIGN.md's packing convention (channel `c` is bit `c % 64` of little-endian
+//! the packing of compiled code (channel `c` is bit `c % 64` of little-endian
 //! word `c / 64`) at byte granularity: eight bytes of a row read as a
 //! little-endian `u64` are one packed word, and numpy's
 //! `np.unpackbits(a, axis=-1, bitorder="little")[..., :C]` recovers the bits. A

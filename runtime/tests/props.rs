@@ -1,4 +1,4 @@
-//! Property tests of identities the op contracts imply (DESIGN.md section 2).
+//! Property tests of identities the op contracts imply (`docs/design.md`, section 2).
 
 use std::path::Path;
 
@@ -20,7 +20,7 @@ fn pm1(bits: &[bool]) -> Vec<i32> {
     bits.iter().map(|&b| if b { -1 } else { 1 }).collect()
 }
 
-/// Packs bipolar values as DESIGN.md says: channel `c` is bit `c % 64` of word
+/// Packs bipolar values as the design fixes it (`docs/design.md`): channel `c` is bit `c % 64` of word
 /// `c / 64`, bit 1 means -1, unused tail bits 0.
 fn pack(v: &[i32]) -> Vec<u64> {
     let mut words = vec![0u64; v.len().div_ceil(64)];

@@ -103,7 +103,7 @@ fn bnnc_binary() -> PathBuf {
             "build",
             "--quiet",
             "-p",
-            "bnnc",
+            "bnnc-cli",
             "--bin",
             "bnnc",
             "--profile",
@@ -112,7 +112,7 @@ fn bnnc_binary() -> PathBuf {
         .current_dir(root())
         .output()
         .expect("cargo runs");
-    ok("cargo build -p bnnc", &o);
+    ok("cargo build -p bnnc-cli", &o);
     // This test runs from <target>/<profile dir>/deps/; the binary is one up.
     let exe = std::env::current_exe().unwrap();
     let bin = exe

@@ -9,7 +9,7 @@
 //! - float and integer elementwise ops: a few operations per element (batchnorm 4,
 //!   threshold T compares, sigmoid 20);
 //! - pooling: window size per output, scaled by the element width (a `b1` max is an
-//!   OR of packed words);
+//!   AND of packed words, since a set bit means -1);
 //! - memory: every op writes its result (`ceil(elements * bits / 32)` words), and
 //!   a constant costs its size (it is read once per inference);
 //! - every op costs at least 1 plus its operands, so the cheapest term is

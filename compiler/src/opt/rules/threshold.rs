@@ -22,9 +22,8 @@
 //! `bnnc_runtime::ops::eval` (the exact f32 semantics of every op, e.g.
 //! batchnorm's `(x - mean) / sqrt(var + eps) * gamma + beta` in that order) on
 //! every value of `V_c` when `|V_c| <= 2^16` ([`BRUTE_FORCE_LIMIT`]). A chain
-//! whose sign switches twice (e.g. prelu with a negative slope) is left alone;
-//! representing it needs a table op over the accumulator range, which the IR does
-//! not have yet.
+//! whose sign switches twice (e.g. prelu with a negative slope) is left alone
+//! here: `fold_chain_to_table` makes it a `table` over the accumulator range.
 //!
 //! Larger ranges (bit-serial or i32 inputs) are folded only when every op of the
 //! chain is monotone on finite values (batchnorm, add/sub/mul by a constant,
