@@ -7,13 +7,16 @@
 //! - [`lower`]: graph -> kir (constant folding, bit packing, kernels, memory
 //!   plan, entry points), for the target it is given;
 //! - [`header`]: the C header of a compiled model;
-//! - [`jit`]: a model compiled into this process, callable from Rust.
+//! - [`jit`]: a model compiled into this process, callable from Rust;
+//! - [`probe`]: the popcount ceiling of this CPU, measured by generated code.
 //!
 //! The command-line tool is the `bnnc-cli` crate and the build-script API the
 //! `bnnc-build` crate; neither adds a stage of its own.
 
+pub mod abi;
 pub mod compile;
 pub mod header;
 pub mod jit;
 pub mod lower;
 pub mod opt;
+pub mod probe;

@@ -1,0 +1,220 @@
+//! The popcount ceiling of this CPU, measured by code generated through the
+//! same backend and target as the kernels it is compared with.
+//!
+//! One *bit-MAC* is one xor + popcount + accumulate of one bit: a binary dot
+//! product of length K costs K bit-MACs. The probe is a kir function whose
+//! loop keeps `chains` independent accumulators of `lanes` x i64 in registers
+//! and does, per iteration and chain,
+//!
+//! ```text
+//! acc_c = acc_c + popcnt(acc_c xor x_c)        (per lane)
+//! ```
+//!
+//! so each iteration is `chains * lanes * 64` bit-MACs, with no loads or
+//! stores. The xor reads the accumulator, so nothing is loop-invariant and
+//! no compiler can hoist or fold the work; the chains are independent, so
+//! with enough of them the loop runs at the throughput of the xor, popcount
+//! and add units, not their latency. What the kernels reach is reported as a
+//! fraction of this number measured in the same run.
+
+use std::time::Instant;
+
+use bnnc_kir::build::*;
+use bnnc_kir::target::Target;
+use bnnc_kir::{BinOp, Expr, Function, Module, Scalar, Stmt, Ty, UnOp};
+
+use crate::compile::{Backend, CompileError};
+
+/// The probe's symbol.
+const PROBE: &str = "bnnc_popcount_probe";
+
+/// `probe(iters, seed) -> i64`: see the module docs. The result (the sum of
+/// every lane of every accumulator) depends on all the work, so none of it
+/// is dead.
+pub fn probe_module(lanes: u16, chains: usize) -> Module {
+    let vt = Ty {
+        scalar: Scalar::I64,
+        lanes,
+    };
+    let mut f = Function::new(PROBE, true, Some(Ty::I64));
+    let iters = f.param("iters", Ty::I64);
+    let seed = f.param("seed", Ty::I64);
+    let i = f.var("i", Ty::I64);
+    let accs: Vec<_> = (0..chains).map(|c| f.var(format!("acc{c}"), vt)).collect();
+    let xs: Vec<_> = (0..chains).map(|c| f.var(format!("x{c}"), vt)).collect();
+    let mut body = Vec::new();
+    for (c, (&a, &x)) in accs.iter().zip(&xs).enumerate() {
+        // Distinct, seed-dependent starting values (not constants).
+        let k = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(c as u64 + 1) as i64;
+        body.push(Stmt::Assign(
+            a,
+            splat(vt, mul(var(seed), i64c(2 * c as i64 + 1))),
+        ));
+        body.push(Stmt::Assign(
+            x,
+            splat(vt, bin(BinOp::Xor, var(seed), i64c(k))),
+        ));
+    }
+    let step = accs
+        .iter()
+        .zip(&xs)
+        .map(|(&a, &x)| {
+            Stmt::Assign(
+                a,
+                add(var(a), un(UnOp::Popcnt, bin(BinOp::Xor, var(a), var(x)))),
+            )
+        })
+        .collect();
+    body.push(Stmt::For {
+        var: i,
+        start: i64c(0),
+        end: var(iters),
+        step: 1,
+        body: step,
+    });
+    let total = accs
+        .iter()
+        .map(|&a| {
+            if lanes > 1 {
+                Expr::ReduceAdd(Box::new(var(a)))
+            } else {
+                var(a)
+            }
+        })
+        .reduce(add)
+        .unwrap_or_else(|| i64c(0));
+    body.push(Stmt::Return(Some(total)));
+    f.body = body;
+    Module {
+        name: "probe".into(),
+        functions: vec![f],
+        ..Module::default()
+    }
+}
+
+/// `x` in every lane of `t` (`x` itself for a scalar `t`).
+fn splat(t: Ty, x: Expr) -> Expr {
+    if t.lanes > 1 {
+        Expr::Splat(t, Box::new(x))
+    } else {
+        x
+    }
+}
+
+/// A measured ceiling.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ceiling {
+    /// Bit-MACs per second of the best probe shape, median of its runs.
+    pub bit_macs_per_s: f64,
+    /// The shape that reached it.
+    pub lanes: u16,
+    pub chains: usize,
+}
+
+type ProbeFn = unsafe extern "C" fn(i64, i64) -> i64;
+
+/// Runs the probe for `lanes` x i64 vectors (1 = scalar) with each chain
+/// count in `chains`, JIT-compiled by `backend` for `target` (which must run
+/// here); each shape is timed `runs` times for about 20 ms a run and the
+/// median kept; returns the best shape.
+pub fn measure(
+    target: &Target,
+    backend: Backend,
+    lanes: u16,
+    chains: &[usize],
+    runs: usize,
+) -> Result<Ceiling, CompileError> {
+    let mut best: Option<Ceiling> = None;
+    for &c in chains {
+        let m = probe_module(lanes, c);
+        let rate = match backend {
+            Backend::Cranelift => {
+                let jit = bnnc_cranelift::Jit::new(&m, target)?;
+                time(jit.function(PROBE), lanes, c, runs)?
+            }
+            Backend::Llvm => {
+                let jit = bnnc_llvm::Jit::new(&m, target)?;
+                time(jit.function(PROBE), lanes, c, runs)?
+            }
+        };
+        if best.is_none_or(|b| rate > b.bit_macs_per_s) {
+            best = Some(Ceiling {
+                bit_macs_per_s: rate,
+                lanes,
+                chains: c,
+            });
+        }
+    }
+    best.ok_or_else(|| CompileError::Internal("no probe shape given".into()))
+}
+
+/// Median bit-MACs/s of the probe at `ptr`.
+fn time(
+    ptr: Option<*const u8>,
+    lanes: u16,
+    chains: usize,
+    runs: usize,
+) -> Result<f64, CompileError> {
+    let ptr = ptr.ok_or_else(|| CompileError::Internal(format!("JIT has no `{PROBE}`")))?;
+    // SAFETY: the probe was generated with exactly this signature, reads no
+    // memory and writes none.
+    let f = unsafe { std::mem::transmute::<*const u8, ProbeFn>(ptr) };
+    let per_iter = (chains * lanes as usize * 64) as f64;
+    let run = |iters: i64| {
+        let t = Instant::now();
+        // SAFETY: see above.
+        let r = unsafe { f(iters, 0x1234_5678) };
+        std::hint::black_box(r);
+        t.elapsed().as_secs_f64()
+    };
+    // Calibrate to about 20 ms a run.
+    let mut iters: i64 = 1 << 12;
+    loop {
+        let s = run(iters);
+        if s > 0.005 || iters > 1 << 40 {
+            iters = ((iters as f64) * 0.02 / s.max(1e-9)).max(1.0) as i64;
+            break;
+        }
+        iters *= 4;
+    }
+    let mut rates: Vec<f64> = (0..runs.max(1))
+        .map(|_| iters as f64 * per_iter / run(iters))
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    Ok(rates[rates.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe computes what its definition says: checked against a
+    /// direct evaluation on the host (not a timing).
+    #[test]
+    fn probe_result_matches_its_definition() {
+        for lanes in [1u16, 2] {
+            check(lanes, 3, 37, 11);
+        }
+    }
+
+    fn check(lanes: u16, chains: usize, iters: i64, seed: i64) {
+        let m = probe_module(lanes, chains);
+        let target = Target::host().unwrap();
+        let jit = bnnc_cranelift::Jit::new(&m, &target).unwrap();
+        let ptr = jit.function(PROBE).unwrap();
+        // SAFETY: generated with this signature.
+        let f = unsafe { std::mem::transmute::<*const u8, ProbeFn>(ptr) };
+        let got = unsafe { f(iters, seed) };
+        let mut want = 0i64;
+        for c in 0..chains {
+            let k = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(c as u64 + 1) as i64;
+            let x = seed ^ k;
+            let mut a = seed.wrapping_mul(2 * c as i64 + 1);
+            for _ in 0..iters {
+                a = a.wrapping_add((a ^ x).count_ones() as i64);
+            }
+            want = want.wrapping_add(a.wrapping_mul(lanes as i64));
+        }
+        assert_eq!(got, want);
+    }
+}
