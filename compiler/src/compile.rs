@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use bnnc_ir::Model;
 use bnnc_kir::target::{Target, TargetError};
 
-use crate::lower::{lower, LowerError, Lowered};
+use crate::lower::{lower_with, LowerError, LowerOptions, Lowered};
 
 /// Why a model could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,14 @@ impl Backend {
             Backend::Llvm => bnnc_llvm::AVAILABLE,
         }
     }
+
+    /// The widest kir vectors the backend translates, in bits.
+    pub fn max_vector_bits(self) -> u32 {
+        match self {
+            Backend::Cranelift => 128,
+            Backend::Llvm => 512,
+        }
+    }
 }
 
 impl std::fmt::Display for Backend {
@@ -126,6 +134,10 @@ pub struct CompileOptions {
     pub opt_level: u8,
     /// The artifacts to produce. Empty for a JIT, which needs only the kir.
     pub emit: BTreeSet<Emit>,
+    /// The widest vectors the kernels may use, in bits: `None` (the default)
+    /// is the backend's limit ([`Backend::max_vector_bits`]), `Some(0)` the
+    /// scalar reference kernels; never wider than the backend's limit.
+    pub max_vector_bits: Option<u32>,
 }
 
 impl CompileOptions {
@@ -136,6 +148,7 @@ impl CompileOptions {
             backend: Backend::Cranelift,
             opt_level: 1,
             emit: [Emit::Obj, Emit::Header].into_iter().collect(),
+            max_vector_bits: None,
         }
     }
 
@@ -163,6 +176,11 @@ impl CompileOptions {
 
     pub fn emit(mut self, emit: impl IntoIterator<Item = Emit>) -> CompileOptions {
         self.emit = emit.into_iter().collect();
+        self
+    }
+
+    pub fn max_vector_bits(mut self, bits: u32) -> CompileOptions {
+        self.max_vector_bits = Some(bits);
         self
     }
 }
@@ -232,11 +250,17 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledModule, C
         // Checks the target (and that this build has LLVM) before any work.
         bnnc_llvm::machine(target)?;
     }
+    let limit = backend.max_vector_bits();
+    let lower_opts =
+        LowerOptions::max_vector_bits(opts.max_vector_bits.map_or(limit, |b| b.min(limit)));
     let (lowered, opt_report) = if opts.opt_level == 0 {
-        (lower(model, target)?, None)
+        (lower_with(model, target, &lower_opts)?, None)
     } else {
         let opt = crate::opt::optimize(model)?;
-        (lower(&opt.model, target)?, Some(opt.report))
+        (
+            lower_with(&opt.model, target, &lower_opts)?,
+            Some(opt.report),
+        )
     };
     let emit = &opts.emit;
     // LLVM produces its artifacts from one optimised module.

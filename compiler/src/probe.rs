@@ -7,14 +7,17 @@
 //! and does, per iteration and chain,
 //!
 //! ```text
-//! acc_c = acc_c + popcnt(acc_c xor x_c)        (per lane)
+//! v     = splat(i)                             (once per iteration)
+//! acc_c = acc_c + popcnt(x_c xor v)            (per lane, per chain)
 //! ```
 //!
 //! so each iteration is `chains * lanes * 64` bit-MACs, with no loads or
-//! stores. The xor reads the accumulator, so nothing is loop-invariant and
-//! no compiler can hoist or fold the work; the chains are independent, so
-//! with enough of them the loop runs at the throughput of the xor, popcount
-//! and add units, not their latency. What the kernels reach is reported as a
+//! stores. The xor reads the loop counter, so nothing is loop-invariant and
+//! no compiler can hoist or fold the work; each chain's only loop-carried
+//! dependency is its add (as in a kernel's accumulator), so with enough
+//! chains the loop runs at the throughput of the xor, popcount and add
+//! units, not their latency. The broadcast of the counter is one extra
+//! instruction per iteration, shared by all chains. What the kernels reach is reported as a
 //! fraction of this number measured in the same run.
 
 use std::time::Instant;
@@ -28,9 +31,11 @@ use crate::compile::{Backend, CompileError};
 /// The probe's symbol.
 const PROBE: &str = "bnnc_popcount_probe";
 
-/// `probe(iters, seed) -> i64`: see the module docs. The result (the sum of
-/// every lane of every accumulator) depends on all the work, so none of it
-/// is dead.
+/// `probe(iters, seed, xs) -> i64`: see the module docs. `x_c` is read from
+/// `xs` (`chains * lanes` words) before the loop, so no compiler knows its
+/// lanes (with splats, LLVM xors a scalar and broadcasts it instead). The
+/// result (the sum of every lane of every accumulator) depends on all the
+/// work, so none of it is dead.
 pub fn probe_module(lanes: u16, chains: usize) -> Module {
     let vt = Ty {
         scalar: Scalar::I64,
@@ -39,32 +44,29 @@ pub fn probe_module(lanes: u16, chains: usize) -> Module {
     let mut f = Function::new(PROBE, true, Some(Ty::I64));
     let iters = f.param("iters", Ty::I64);
     let seed = f.param("seed", Ty::I64);
+    let xs_ptr = f.param("xs", Ty::PTR);
     let i = f.var("i", Ty::I64);
+    let v = f.var("v", vt);
     let accs: Vec<_> = (0..chains).map(|c| f.var(format!("acc{c}"), vt)).collect();
     let xs: Vec<_> = (0..chains).map(|c| f.var(format!("x{c}"), vt)).collect();
     let mut body = Vec::new();
     for (c, (&a, &x)) in accs.iter().zip(&xs).enumerate() {
-        // Distinct, seed-dependent starting values (not constants).
-        let k = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(c as u64 + 1) as i64;
         body.push(Stmt::Assign(
             a,
             splat(vt, mul(var(seed), i64c(2 * c as i64 + 1))),
         ));
         body.push(Stmt::Assign(
             x,
-            splat(vt, bin(BinOp::Xor, var(seed), i64c(k))),
+            load(vt, addr(var(xs_ptr), i64c(c as i64), 8 * i64::from(lanes))),
         ));
     }
-    let step = accs
-        .iter()
-        .zip(&xs)
-        .map(|(&a, &x)| {
-            Stmt::Assign(
-                a,
-                add(var(a), un(UnOp::Popcnt, bin(BinOp::Xor, var(a), var(x)))),
-            )
-        })
-        .collect();
+    let mut step = vec![Stmt::Assign(v, splat(vt, var(i)))];
+    step.extend(accs.iter().zip(&xs).map(|(&a, &x)| {
+        Stmt::Assign(
+            a,
+            add(var(a), un(UnOp::Popcnt, bin(BinOp::Xor, var(x), var(v)))),
+        )
+    }));
     body.push(Stmt::For {
         var: i,
         start: i64c(0),
@@ -111,7 +113,14 @@ pub struct Ceiling {
     pub chains: usize,
 }
 
-type ProbeFn = unsafe extern "C" fn(i64, i64) -> i64;
+type ProbeFn = unsafe extern "C" fn(i64, i64, *const u64) -> i64;
+
+/// The `xs` operand of the probe: `n` distinct words.
+fn probe_words(n: usize) -> Vec<u64> {
+    (0..n as u64)
+        .map(|c| 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(c + 1))
+        .collect()
+}
 
 /// Runs the probe for `lanes` x i64 vectors (1 = scalar) with each chain
 /// count in `chains`, JIT-compiled by `backend` for `target` (which must run
@@ -156,14 +165,15 @@ fn time(
     runs: usize,
 ) -> Result<f64, CompileError> {
     let ptr = ptr.ok_or_else(|| CompileError::Internal(format!("JIT has no `{PROBE}`")))?;
-    // SAFETY: the probe was generated with exactly this signature, reads no
-    // memory and writes none.
+    // SAFETY: the probe was generated with exactly this signature, reads
+    // only `xs` and writes nothing.
     let f = unsafe { std::mem::transmute::<*const u8, ProbeFn>(ptr) };
     let per_iter = (chains * lanes as usize * 64) as f64;
+    let xs = probe_words(chains * lanes as usize);
     let run = |iters: i64| {
         let t = Instant::now();
-        // SAFETY: see above.
-        let r = unsafe { f(iters, 0x1234_5678) };
+        // SAFETY: see above; `xs` holds the `chains * lanes` words it reads.
+        let r = unsafe { f(iters, 0x1234_5678, xs.as_ptr()) };
         std::hint::black_box(r);
         t.elapsed().as_secs_f64()
     };
@@ -204,16 +214,18 @@ mod tests {
         let ptr = jit.function(PROBE).unwrap();
         // SAFETY: generated with this signature.
         let f = unsafe { std::mem::transmute::<*const u8, ProbeFn>(ptr) };
-        let got = unsafe { f(iters, seed) };
+        let xs = probe_words(chains * lanes as usize);
+        let got = unsafe { f(iters, seed, xs.as_ptr()) };
         let mut want = 0i64;
         for c in 0..chains {
-            let k = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(c as u64 + 1) as i64;
-            let x = seed ^ k;
-            let mut a = seed.wrapping_mul(2 * c as i64 + 1);
-            for _ in 0..iters {
-                a = a.wrapping_add((a ^ x).count_ones() as i64);
+            for l in 0..lanes as usize {
+                let x = xs[c * lanes as usize + l] as i64;
+                let mut a = seed.wrapping_mul(2 * c as i64 + 1);
+                for i in 0..iters {
+                    a = a.wrapping_add((x ^ i).count_ones() as i64);
+                }
+                want = want.wrapping_add(a);
             }
-            want = want.wrapping_add(a.wrapping_mul(lanes as i64));
         }
         assert_eq!(got, want);
     }

@@ -9,9 +9,11 @@
 //! parameters, mutable typed variables, and a body of structured statements:
 //! counted loops, ifs, stores, calls. Expressions are trees over variables,
 //! constants, loads and operations. Types are scalars (`i8`..`i64`, `f32`) or
-//! vectors of them ([`Ty::lanes`] > 1); the compiler picks vector widths and
-//! register blocking per target, and a backend must either translate a type
-//! exactly or refuse it (Cranelift refuses vectors wider than 128 bits).
+//! vectors of them ([`Ty::lanes`] > 1). Whoever emits kir chooses vector
+//! widths (bnnc's lowering picks them per target for its binary
+//! micro-kernels, within the backend's limit); a backend must either
+//! translate a type exactly or refuse it (Cranelift refuses vectors wider than
+//! 128 bits).
 //!
 //! Pointers are `i64` byte addresses (every bnnc target is 64-bit). Integer
 //! arithmetic wraps. Loads and stores are little-endian and may be unaligned.
@@ -215,6 +217,8 @@ pub enum Expr {
     /// Sum of all lanes, as the lane type: integers wrap; f32 lanes are added
     /// in index order, `((l0 + l1) + l2) + ...`.
     ReduceAdd(Box<Expr>),
+    /// Lane `i` of a vector, as the lane type (`i < lanes`, checked).
+    Extract(Box<Expr>, u16),
     /// Call of an external function with a result.
     CallExtern(ExternId, Vec<Expr>),
 }
@@ -347,7 +351,7 @@ impl Function {
             Expr::Select(_, a, _) => self.ty_of(m, a),
             Expr::Cast(_, _, t) => *t,
             Expr::Splat(t, _) => *t,
-            Expr::ReduceAdd(a) => self.ty_of(m, a).lane(),
+            Expr::ReduceAdd(a) | Expr::Extract(a, _) => self.ty_of(m, a).lane(),
             Expr::CallExtern(x, _) => m.externs[x.0 as usize].ret,
         }
     }
@@ -606,6 +610,12 @@ fn check_expr(m: &Module, f: &Function, e: &Expr) -> Result<Ty, String> {
                 return Err("reduce_add of a scalar".into());
             }
         }
+        Expr::Extract(a, i) => {
+            let t = check_expr(m, f, a)?;
+            if !t.is_vector() || *i >= t.lanes {
+                return Err(format!("extract of lane {i} from {t}"));
+            }
+        }
         Expr::CallExtern(x, args) => {
             let ext = m.externs.get(x.0 as usize).ok_or("unknown extern")?;
             if ext.params.len() != args.len() {
@@ -784,6 +794,7 @@ pub fn print_expr(m: &Module, f: &Function, e: &Expr) -> String {
         Expr::Cast(op, a, t) => format!("{}.{t}({})", lower_name(op), print_expr(m, f, a)),
         Expr::Splat(t, a) => format!("splat.{t}({})", print_expr(m, f, a)),
         Expr::ReduceAdd(a) => format!("reduce_add({})", print_expr(m, f, a)),
+        Expr::Extract(a, i) => format!("extract({}, {i})", print_expr(m, f, a)),
         Expr::CallExtern(x, args) => {
             let a: Vec<String> = args.iter().map(|a| print_expr(m, f, a)).collect();
             format!(

@@ -588,6 +588,12 @@ impl Tx<'_, '_> {
                 }
                 acc
             }
+            Expr::Extract(a, i) => {
+                let t = self.kty(a);
+                self.ty(t, || format!("extract from {t}"))?;
+                let x = self.expr(a)?;
+                self.b.ins().extractlane(x, *i as u8)
+            }
             Expr::CallExtern(x, args) => {
                 let vals = self.exprs(args)?;
                 let r = self.extern_ref(x.0 as usize);

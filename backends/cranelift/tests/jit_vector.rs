@@ -477,3 +477,42 @@ fn vector_kernels_compile_for_aarch64() {
     let obj = bnnc_cranelift::compile_object(&m, &target).unwrap();
     assert_eq!(&obj[..4], b"\x7fELF");
 }
+
+/// `extract(v, i)`: every lane of every 128-bit type, stored as the lane
+/// type (and only its bytes written), on every runnable target.
+#[test]
+fn extract_every_lane() {
+    let mut types: Vec<Ty> = INT_LANES.iter().map(|&(s, _)| vty(s)).collect();
+    types.push(vty(Scalar::F32));
+    let mut fns = Vec::new();
+    for &t in &types {
+        for i in 0..t.lanes {
+            fns.push(vfn(&format!("extract_{t}_{i}"), t, |a, _| {
+                Expr::Extract(Box::new(a), i)
+            }));
+        }
+    }
+    let m = module(fns);
+    let a: [u8; 16] = std::array::from_fn(|k| (k as u8).wrapping_mul(37).wrapping_add(0x81));
+    for target in jit_targets() {
+        let j = jit(&m, &target);
+        for &t in &types {
+            let n = t.scalar.bits() as usize / 8;
+            for i in 0..t.lanes as usize {
+                let name = format!("extract_{t}_{i}");
+                let f: VFn = unsafe { std::mem::transmute(fn_addr(&j, &name)) };
+                let mut out = [0u8; 16];
+                f(a.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+                assert_eq!(out[..n], a[i * n..(i + 1) * n], "{target}: {name}");
+                assert!(
+                    out[n..].iter().all(|&x| x == 0),
+                    "{target}: {name} wrote past the lane"
+                );
+            }
+        }
+    }
+    // And for aarch64 (compiled only, unless this is an aarch64 host).
+    let arm = bnnc_kir::target::Target::parse("aarch64").unwrap();
+    let obj = bnnc_cranelift::compile_object(&m, &arm).unwrap();
+    assert_eq!(&obj[..4], b"\x7fELF");
+}

@@ -424,3 +424,49 @@ fn float_reduction_keeps_lane_order() {
         assert_eq!(f32s(&o)[0].to_bits(), want.to_bits(), "{target}");
     }
 }
+
+/// `extract(v, i)`: every lane of integer and float vectors of every width,
+/// stored as the lane type (and only its bytes written).
+#[test]
+fn extract_every_lane_of_every_width() {
+    if !llvm("extract_every_lane_of_every_width") {
+        return;
+    }
+    let mut types = shapes();
+    for bits in [64u32, 128, 256, 512] {
+        types.push(Ty::vec(Scalar::F32, (bits / 32) as u16));
+    }
+    // The first, second, a middle and the last lane of each type.
+    let picks = |t: Ty| {
+        let mut l = vec![0, 1, t.lanes / 2, t.lanes - 1];
+        l.dedup();
+        l
+    };
+    let mut fns = Vec::new();
+    for &t in &types {
+        for i in picks(t) {
+            fns.push(vfn(&format!("extract_{t}_{i}"), t, |a, _| {
+                Expr::Extract(Box::new(a), i)
+            }));
+        }
+    }
+    let m = module(fns);
+    for target in jit_targets() {
+        let j = jit(&m, &target);
+        for &t in &types {
+            let (a, _) = inputs(t, 11);
+            let n = t.scalar.bits() as usize / 8;
+            for i in picks(t).into_iter().map(usize::from) {
+                let name = format!("extract_{t}_{i}");
+                let f: VFn = get(&j, &name);
+                let mut out = vec![0u8; 64];
+                f(a.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+                assert_eq!(out[..n], a[i * n..(i + 1) * n], "{target}: {name}");
+                assert!(
+                    out[n..].iter().all(|&x| x == 0),
+                    "{target}: {name} wrote past the lane"
+                );
+            }
+        }
+    }
+}

@@ -15,26 +15,32 @@ use clap::{Args, ValueEnum};
 
 /// The long help of `bnnc bench-kernels`.
 pub(super) const LONG_ABOUT: &str = "\
-Time two kernels JIT-compiled by each backend for each target CPU this \
-machine can run, next to the float kernel of the same shape, in one process, and print a \
-Markdown table of GBOPS (binary ops per second: 2*M*N*K for a GEMM, counted the same way for \
-a convolution) and GFLOPS:
-  conv   3x3 binary convolution, 64 -> 64 channels on 56x56, bits in and bits out (conv -> \
-threshold), padding 1 (pad_value=+1); float: the f32 convolution of the same shape
-  gemm   binary dense 256 x 256 x 4096 bits (M = 256 rows, N = 256 outputs, K = 4096); \
-float: the f32 dense of the same shape
+Time the binary dot-product kernels JIT-compiled by each backend for each target CPU this \
+machine can run, in one process, one thread, and compare each with the popcount ceiling of \
+the same backend and target measured in the same run.
+
+One bit-MAC is one xor + popcount + accumulate of one bit: a binary dot product of length K \
+costs K bit-MACs, so a layer costs (output elements) x K. The ceiling is a generated \
+register-only loop of independent xor + popcount + add chains (no loads or stores), at every \
+vector width the target and backend allow, the best shape kept (`bnnc::probe`). Kernels:
+  conv3x3        3x3 conv 64 -> 64 on 56x56, padding 1 (pad_value=+1), bits out (threshold)
+  conv3x3-256    3x3 conv 256 -> 256 on 14x14, padding 1 (pad_value=+1), bits out
+  conv3x3-s2     3x3 conv 128 -> 256 on 28x28, stride 2, padding 1 (pad_value=+1), bits out
+  conv1x1        1x1 conv 256 -> 256 on 28x28, bits out
+  dense          dense 4096 -> 1000 at batch 1, i32 out
+  gemm           dense 256 x 256 x 4096 (batch 256), i32 out
 Only the compiled entry point is timed (inputs are packed beforehand); each configuration \
 runs once to warm up, then --runs times, and the median is reported. Outputs are checked to \
 be identical across all configurations.";
 
 /// The examples after the help of `bnnc bench-kernels`.
-pub(super) const AFTER_HELP: &str = "Examples:\n  bnnc bench-kernels\n  bnnc bench-kernels --kernel gemm --cpus haswell,native --runs 9";
+pub(super) const AFTER_HELP: &str = "Examples:\n  bnnc bench-kernels\n  bnnc bench-kernels --kernel conv3x3 --kernel gemm --cpus haswell,native --runs 9\n  bnnc bench-kernels --json > kernels.json";
 
 #[derive(Debug, Args)]
 pub struct BenchKernelsArgs {
-    /// Which kernels to time.
-    #[arg(long, value_enum, default_value_t = KernelKind::All)]
-    pub kernel: KernelKind,
+    /// Which kernels to time (repeat or comma-separate; default all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub kernel: Vec<KernelKind>,
     /// LLVM target CPUs to time, comma-separated (`native` is this machine's
     /// CPU, `none` the architecture's baseline); those this machine cannot
     /// run are skipped. Default: a ladder for the host's architecture.
@@ -49,23 +55,33 @@ pub struct BenchKernelsArgs {
     /// Seed of the random weights and inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Print one JSON object (configurations, ceilings, kernels) instead of
+    /// the Markdown table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Kernels of `bnnc bench-kernels`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum KernelKind {
-    Conv,
+    #[value(name = "conv3x3")]
+    Conv3x3,
+    #[value(name = "conv3x3-256")]
+    Conv3x3Wide,
+    #[value(name = "conv3x3-s2")]
+    Conv3x3Stride2,
+    #[value(name = "conv1x1")]
+    Conv1x1,
+    Dense,
     Gemm,
-    All,
 }
 
-/// One kernel: its binary and float models and how many ops one run does.
+/// One kernel: its model, batch and bit-MACs per run.
 struct Kernel {
     name: &'static str,
-    binary: Model,
-    float: Model,
+    model: Model,
     batch: usize,
-    ops: f64,
+    bit_macs: f64,
 }
 
 fn model(name: &str, src: &str, seed: u64) -> Result<Model, CliError> {
@@ -86,50 +102,66 @@ fn model(name: &str, src: &str, seed: u64) -> Result<Model, CliError> {
     Ok(Model::from_graph(graph, Some(&weights), file)?)
 }
 
+/// A binary conv with a threshold epilogue (bits out): `h x w x c -> o`,
+/// `k x k` taps, stride `s`, padding `k / 2` with `pad_value=+1`.
+fn conv(
+    name: &'static str,
+    hw: usize,
+    c: usize,
+    o: usize,
+    k: usize,
+    s: usize,
+    a: &BenchKernelsArgs,
+) -> Result<Kernel, CliError> {
+    let p = k / 2;
+    let src = format!(
+        "model bench_{k}x{k}_{c}_{o}_{hw}_s{s}\ninput x: b1[N, {hw}, {hw}, {c}]\nw = @w: b1[{o}, {k}, {k}, {c}]\n\
+         acc = conv2d(x, w, stride={s}, padding={p}, pad_value=+1)\nt = @t: i32[{o}, 1]\n\
+         y = threshold(acc, t)\noutput y\n"
+    );
+    let n = a.conv_batch as usize;
+    let ohw = (hw + 2 * p - k) / s + 1;
+    Ok(Kernel {
+        name,
+        model: model(&format!("bench_{name}.ir"), &src, a.seed)?,
+        batch: n,
+        bit_macs: (n * ohw * ohw * o) as f64 * (k * k * c) as f64,
+    })
+}
+
+fn dense(
+    name: &'static str,
+    batch: usize,
+    k: usize,
+    o: usize,
+    a: &BenchKernelsArgs,
+) -> Result<Kernel, CliError> {
+    let src = format!(
+        "model bench_dense_{k}_{o}\ninput x: b1[N, {k}]\nw = @w: b1[{o}, {k}]\ny = dense(x, w)\noutput y\n"
+    );
+    Ok(Kernel {
+        name,
+        model: model(&format!("bench_{name}.ir"), &src, a.seed)?,
+        batch,
+        bit_macs: (batch * o * k) as f64,
+    })
+}
+
 fn kernels(a: &BenchKernelsArgs) -> Result<Vec<Kernel>, CliError> {
-    let mut ks = Vec::new();
-    if a.kernel != KernelKind::Gemm {
-        let n = a.conv_batch as usize;
-        ks.push(Kernel {
-            name: "conv 3x3 64->64 56x56",
-            binary: model(
-                "bench_conv_b1.ir",
-                "model bench_conv_b1\ninput x: b1[N, 56, 56, 64]\nw = @w: b1[64, 3, 3, 64]\n\
-                 acc = conv2d(x, w, padding=1, pad_value=+1)\nt = @t: i32[64, 1]\n\
-                 y = threshold(acc, t)\noutput y\n",
-                a.seed,
-            )?,
-            float: model(
-                "bench_conv_f32.ir",
-                "model bench_conv_f32\ninput x: f32[N, 56, 56, 64]\nw = @w: f32[64, 3, 3, 64]\n\
-                 y = conv2d(x, w, padding=1)\noutput y\n",
-                a.seed,
-            )?,
-            batch: n,
-            // 2 ops (multiply, add) per weight and output element.
-            ops: 2.0 * n as f64 * (56 * 56 * 64) as f64 * (3 * 3 * 64) as f64,
-        });
-    }
-    if a.kernel != KernelKind::Conv {
-        ks.push(Kernel {
-            name: "gemm 256x256x4096",
-            binary: model(
-                "bench_gemm_b1.ir",
-                "model bench_gemm_b1\ninput x: b1[N, 4096]\nw = @w: b1[256, 4096]\n\
-                 y = dense(x, w)\noutput y\n",
-                a.seed,
-            )?,
-            float: model(
-                "bench_gemm_f32.ir",
-                "model bench_gemm_f32\ninput x: f32[N, 4096]\nw = @w: f32[256, 4096]\n\
-                 y = dense(x, w)\noutput y\n",
-                a.seed,
-            )?,
-            batch: 256,
-            ops: 2.0 * 256.0 * 256.0 * 4096.0,
-        });
-    }
-    Ok(ks)
+    use KernelKind::*;
+    let all = [Conv3x3, Conv3x3Wide, Conv3x3Stride2, Conv1x1, Dense, Gemm];
+    let chosen: &[KernelKind] = if a.kernel.is_empty() { &all } else { &a.kernel };
+    all.iter()
+        .filter(|k| chosen.contains(k))
+        .map(|k| match k {
+            Conv3x3 => conv("conv 3x3 64->64 56x56", 56, 64, 64, 3, 1, a),
+            Conv3x3Wide => conv("conv 3x3 256->256 14x14", 14, 256, 256, 3, 1, a),
+            Conv3x3Stride2 => conv("conv 3x3 128->256 28x28 s2", 28, 128, 256, 3, 2, a),
+            Conv1x1 => conv("conv 1x1 256->256 28x28", 28, 256, 256, 1, 1, a),
+            Dense => dense("dense 4096->1000 batch 1", 1, 4096, 1000, a),
+            Gemm => dense("gemm 256x256x4096", 256, 4096, 256, a),
+        })
+        .collect()
 }
 
 /// A backend and a target to time.
@@ -287,60 +319,162 @@ fn describe(c: &Config) -> String {
     }
 }
 
-/// `bnnc bench-kernels`: times every kernel under every configuration, prints
-/// the table and fails if any configuration's outputs differ from the first's.
+/// The ceiling of a configuration: the probe at every vector width the
+/// target and backend allow (64-bit lanes: 1, 2, 4, 8), the best kept.
+fn ceiling(c: &Config, runs: u64) -> Result<bnnc::probe::Ceiling, CliError> {
+    let t = &c.target;
+    let native: u32 = match t.arch {
+        Arch::X86_64 if t.has("avx512f") => 512,
+        Arch::X86_64 if t.has("avx2") || t.has("avx") => 256,
+        Arch::X86_64 | Arch::Aarch64 => 128,
+        Arch::Riscv64 => 64,
+    };
+    let bits = native.min(c.backend.max_vector_bits());
+    let mut best: Option<bnnc::probe::Ceiling> = None;
+    for lanes in [1u16, 2, 4, 8]
+        .into_iter()
+        .filter(|l| u32::from(*l) * 64 <= bits)
+    {
+        let m = bnnc::probe::measure(t, c.backend, lanes, &[8, 12, 16], runs as usize).map_err(
+            |source| CliError::Compile {
+                file: "bench-kernels probe".into(),
+                source,
+            },
+        )?;
+        if best.is_none_or(|b| m.bit_macs_per_s > b.bit_macs_per_s) {
+            best = Some(m);
+        }
+    }
+    best.ok_or_else(|| CliError::Mismatch {
+        file: "bench-kernels".into(),
+        message: "no probe width".into(),
+    })
+}
+
+/// One timed row.
+struct Row {
+    kernel: &'static str,
+    config: usize,
+    ms: f64,
+    gmacs: f64,
+}
+
+/// A JSON string literal (names here are plain ASCII; quotes and
+/// backslashes escaped anyway).
+fn json_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `bnnc bench-kernels`: measures each configuration's ceiling, times every
+/// kernel under every configuration, prints the table (or JSON) and fails if
+/// any configuration's outputs differ from the first's.
 pub(super) fn run(a: &BenchKernelsArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let mut notes = Vec::new();
     let configs = configs(a, &mut notes)?;
     let kernels = kernels(a)?;
-    let mut w = |s: String| writeln!(out, "{s}").map_err(CliError::Stdout);
-    w(format!(
-        "bnnc bench-kernels: median of {} runs after a warm-up, one thread; GBOPS = 2*M*N*K / time",
-        a.runs
-    ))?;
-    w(String::new())?;
-    w("| kernel | backend | target | binary ms | binary GBOPS | float ms | float GFLOPS | binary / float |".into())?;
-    w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |".into())?;
+    let ceilings = configs
+        .iter()
+        .map(|c| ceiling(c, a.runs))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = Vec::new();
     let mut mismatches = Vec::new();
     for k in &kernels {
-        // The binary and float outputs of the first configuration.
-        let mut first: Option<(Buffers, Buffers)> = None;
-        for c in &configs {
-            let mut b = prepare(&k.binary, c, k.batch, a.seed)?;
-            let mut f = prepare(&k.float, c, k.batch, a.seed)?;
-            let tb = b.time(a.runs, &k.binary.path)?;
-            let tf = f.time(a.runs, &k.float.path)?;
+        // The outputs of the first configuration.
+        let mut first: Option<Buffers> = None;
+        for (ci, c) in configs.iter().enumerate() {
+            let mut b = prepare(&k.model, c, k.batch, a.seed)?;
+            let t = b.time(a.runs, &k.model.path)?;
             match &first {
-                None => first = Some((b.outputs.clone(), f.outputs.clone())),
-                Some((ob, of)) => {
-                    if *ob != b.outputs || *of != f.outputs {
-                        mismatches.push(format!("{} with {} {}", k.name, c.backend, c.target));
-                    }
+                None => first = Some(b.outputs.clone()),
+                Some(o) if *o != b.outputs => {
+                    mismatches.push(format!("{} with {} {}", k.name, c.backend, c.target))
                 }
+                Some(_) => {}
             }
-            let (gb, gf) = (k.ops / tb / 1e9, k.ops / tf / 1e9);
+            rows.push(Row {
+                kernel: k.name,
+                config: ci,
+                ms: t * 1e3,
+                gmacs: k.bit_macs / t / 1e9,
+            });
+        }
+    }
+    let mut w = |s: String| writeln!(out, "{s}").map_err(CliError::Stdout);
+    if a.json {
+        let cfgs: Vec<String> = configs
+            .iter()
+            .zip(&ceilings)
+            .map(|(c, ce)| {
+                format!(
+                    "{{\"backend\": {}, \"target\": {}, \"ceiling_gmacs\": {:.1}, \"probe_lanes\": {}, \"probe_chains\": {}}}",
+                    json_str(c.backend.name()),
+                    json_str(&describe(c)),
+                    ce.bit_macs_per_s / 1e9,
+                    ce.lanes,
+                    ce.chains
+                )
+            })
+            .collect();
+        let rs: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let ce = ceilings[r.config].bit_macs_per_s / 1e9;
+                format!(
+                    "{{\"kernel\": {}, \"config\": {}, \"ms\": {:.4}, \"gmacs\": {:.1}, \"fraction_of_ceiling\": {:.4}}}",
+                    json_str(r.kernel),
+                    r.config,
+                    r.ms,
+                    r.gmacs,
+                    r.gmacs / ce
+                )
+            })
+            .collect();
+        w(format!(
+            "{{\"runs\": {}, \"unit\": \"bit-MAC = one xor + popcount + accumulate of one bit\", \"configs\": [{}], \"kernels\": [{}], \"outputs_identical\": {}}}",
+            a.runs,
+            cfgs.join(", "),
+            rs.join(", "),
+            mismatches.is_empty()
+        ))?;
+    } else {
+        w(format!(
+            "bnnc bench-kernels: median of {} runs after a warm-up, one thread. One bit-MAC is one \
+             xor + popcount + accumulate of one bit; the ceiling is a register-only xor + popcount + \
+             add loop generated by the same backend for the same target, measured in this run.",
+            a.runs
+        ))?;
+        w(String::new())?;
+        w(
+            "| kernel | backend | target | ms | G bit-MACs/s | ceiling G bit-MACs/s | of ceiling |"
+                .into(),
+        )?;
+        w("| --- | --- | --- | ---: | ---: | ---: | ---: |".into())?;
+        for r in &rows {
+            let c = &configs[r.config];
+            let ce = ceilings[r.config].bit_macs_per_s / 1e9;
             w(format!(
-                "| {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.2} | {:.1}x |",
-                k.name,
+                "| {} | {} | {} | {:.3} | {:.1} | {:.1} | {:.1}% |",
+                r.kernel,
                 c.backend,
                 describe(c),
-                tb * 1e3,
-                gb,
-                tf * 1e3,
-                gf,
-                gb / gf
+                r.ms,
+                r.gmacs,
+                ce,
+                100.0 * r.gmacs / ce
+            ))?;
+        }
+        w(String::new())?;
+        for n in &notes {
+            w(format!("note: {n}"))?;
+        }
+        if mismatches.is_empty() {
+            w(format!(
+                "outputs identical across all {} configurations",
+                configs.len()
             ))?;
         }
     }
-    w(String::new())?;
-    for n in &notes {
-        w(format!("note: {n}"))?;
-    }
     if mismatches.is_empty() {
-        w(format!(
-            "outputs identical across all {} configurations",
-            configs.len()
-        ))?;
         Ok(())
     } else {
         Err(CliError::Mismatch {

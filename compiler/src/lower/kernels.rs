@@ -11,7 +11,7 @@ use bnnc_kir::build::*;
 use bnnc_kir::{BinOp, CmpOp, DataId, Expr, Ty, UnOp};
 
 use super::emit::*;
-use super::{pack_bits, sample_elems, Cx, LowerError, Storage};
+use super::{kernel, pack_bits, sample_elems, Cx, LowerError, Storage};
 
 type R = Result<(), LowerError>;
 
@@ -1142,6 +1142,92 @@ fn dot_input(cx: &mut Cx, x: ValueId) -> Result<(usize, usize, usize), LowerErro
     }
 }
 
+/// The micro-kernels' epilogue for `threshold`/`sign` node `v` fused into
+/// a binary conv/dense with `o` output channels and read without replicas:
+/// one threshold per channel (a `sign`: 0; a `threshold`: its constant
+/// thresholds, shared or per channel, and directions). `None` (a `table`)
+/// keeps the scalar loops.
+fn micro_epilogue(cx: &Cx, v: ValueId, o: usize) -> Option<kernel::DotEpilogue> {
+    let n = cx.model.graph.node(v);
+    let (t, down) = match n.op {
+        Op::Sign { .. } => (vec![0; o], vec![false; o]),
+        Op::Threshold => {
+            let t = cx.constant(n.inputs[1])?;
+            let tv = t.as_int()?;
+            let t = if t.dims[0] == 1 {
+                vec![*tv.first()?; o]
+            } else {
+                tv.to_vec()
+            };
+            let down = match n.inputs.get(2) {
+                None => vec![false; o],
+                Some(&d) => cx.constant(d)?.as_int()?.iter().map(|&x| x == -1).collect(),
+            };
+            (t, down)
+        }
+        _ => return None,
+    };
+    (t.len() == o && down.len() == o)
+        .then_some(kernel::DotEpilogue::Bits(kernel::Thresholds { t, down }))
+}
+
+/// The dispatcher of binary dot products: emits node `v` (a `b1 x b1`
+/// dense, or a conv with one group, constant weights, its input not a
+/// read-through replicate) with the target's micro-kernel and epilogue
+/// `epi`, and returns true; returns false, emitting nothing, when no
+/// micro-kernel applies (the caller emits the scalar loops).
+fn micro_dot(
+    cx: &mut Cx,
+    v: ValueId,
+    out: usize,
+    epi: kernel::DotEpilogue,
+) -> Result<bool, LowerError> {
+    let node = cx.model.graph.node(v).clone();
+    let Some(w) = cx.constant(node.inputs[1]).cloned() else {
+        return Ok(false);
+    };
+    if w.elem != ElemType::B1 || cx.read_through.contains_key(&node.inputs[0]) {
+        return Ok(false);
+    }
+    let wv = w.as_int().unwrap_or(&[]).to_vec();
+    let samples = dot_samples(cx.buf_ty(out));
+    let problem = match &node.op {
+        Op::Dense => kernel::B1Dot::dense(samples, w.dims[0], w.dims[1], epi),
+        Op::Conv2d(attrs) if attrs.groups == 1 => {
+            let g = geom(cx, v, &node.inputs, attrs);
+            kernel::B1Dot {
+                samples,
+                h: g.h,
+                w: g.w,
+                oh: g.oh,
+                ow: g.ow,
+                o: g.o,
+                kh: g.kh,
+                kw: g.kw,
+                c: g.cg,
+                stride: attrs.stride,
+                dilation: attrs.dilation,
+                pad_top_left: [attrs.padding[0], attrs.padding[1]],
+                pad: attrs.effective_pad(),
+                epilogue: epi,
+            }
+        }
+        _ => return Ok(false),
+    };
+    let x = cx.operand(node.inputs[0])?;
+    Ok(kernel::try_b1_dot(cx, &problem, &wv, x, out))
+}
+
+/// The samples of a binary conv/dense output: the batch, or the first
+/// dimension of an unbatched one.
+fn dot_samples(ty: &TensorType) -> kernel::Samples {
+    if ty.is_batched() {
+        kernel::Samples::Batch
+    } else {
+        kernel::Samples::Fixed(ty.dims(1)[0])
+    }
+}
+
 /// Lowers `v` (a threshold or sign) together with its fused accumulator (its
 /// input `x`, or the accumulator that `x` replicates).
 fn fused_dot(cx: &mut Cx, v: ValueId, x: ValueId, out: usize) -> R {
@@ -1150,6 +1236,14 @@ fn fused_dot(cx: &mut Cx, v: ValueId, x: ValueId, out: usize) -> R {
         Op::Replicate { times } => (cx.model.graph.node(x).inputs[0], times),
         _ => (x, 1),
     };
+    if reps == 1 {
+        let o = rows_cols(cx.model.ty(acc)).1;
+        if let Some(e) = micro_epilogue(cx, v, o) {
+            if micro_dot(cx, acc, out, e)? {
+                return Ok(());
+            }
+        }
+    }
     let thr = fused_threshold(cx, v, &ins, reps)?;
     let a = cx.model.graph.node(acc).clone();
     match &a.op {
@@ -1207,6 +1301,13 @@ fn dense_f32(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
 /// same disagreements as `popcount(replicate(x0) xor w)` (tail bits are 0 in
 /// both), so the accumulator is the same `K - 2 * popcount`.
 fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue) -> R {
+    // The target's micro-kernel, if any (a fused threshold has tried it in
+    // [`fused_dot`]).
+    if let Epilogue::Acc = epi {
+        if micro_dot(cx, v, out, kernel::DotEpilogue::Acc)? {
+            return Ok(());
+        }
+    }
     let w = cx
         .constant(ins[1])
         .cloned()
@@ -1530,6 +1631,13 @@ fn conv_b1(
     out: usize,
     epi: Epilogue,
 ) -> R {
+    // The target's micro-kernel, if any (a fused threshold has tried it in
+    // [`fused_dot`]).
+    if let Epilogue::Acc = epi {
+        if micro_dot(cx, v, out, kernel::DotEpilogue::Acc)? {
+            return Ok(());
+        }
+    }
     let w = cx
         .constant(ins[1])
         .cloned()

@@ -25,6 +25,7 @@
 //! wrongly.
 
 mod emit;
+pub mod kernel;
 mod kernels;
 
 use std::collections::HashMap;
@@ -229,11 +230,11 @@ struct Step {
 /// Lowering state.
 pub(crate) struct Cx<'m> {
     model: &'m Model,
-    /// What the generated code may use. Every kernel emitted today is
-    /// target-independent kir (the backend picks instructions); kernels
-    /// chosen per CPU read this.
-    #[allow(dead_code)]
+    /// What the generated code may use: the binary dot products pick their
+    /// micro-kernel ([`kernel`]) from its features.
     pub(crate) target: &'m Target,
+    /// What the target alone does not say (the backend's vector limit).
+    pub(crate) opts: LowerOptions,
     name: String,
     module: kir::Module,
     bufs: Vec<Buf>,
@@ -267,13 +268,50 @@ fn sym(s: &str) -> String {
         .collect()
 }
 
-/// Lowers a verified model to kir, for code that runs on `target`.
+/// What the lowering needs to know besides the model and the target: the
+/// limits of the backend that will translate the kir.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LowerOptions {
+    /// The widest kir vectors the kernels may emit, in bits: 0 (the default)
+    /// keeps every kernel scalar (the reference loop nests), 128 is what
+    /// Cranelift translates, 512 any width LLVM lowers. The binary
+    /// micro-kernels use the narrower of this and what the target's features
+    /// make worthwhile ([`kernel::MicroKernel::choose`]).
+    pub max_vector_bits: u32,
+}
+
+impl LowerOptions {
+    /// Scalar kernels only: the reference the micro-kernels are tested against.
+    pub const SCALAR: LowerOptions = LowerOptions { max_vector_bits: 0 };
+
+    pub fn max_vector_bits(bits: u32) -> LowerOptions {
+        LowerOptions {
+            max_vector_bits: bits,
+        }
+    }
+}
+
+/// Lowers a verified model to kir, for code that runs on `target`, with the
+/// scalar reference kernels ([`LowerOptions::SCALAR`]); the kir any backend
+/// translates. [`crate::compile::compile`] calls [`lower_with`] with its
+/// backend's vector limit.
 pub fn lower(model: &Model, target: &Target) -> Result<Lowered, LowerError> {
+    lower_with(model, target, &LowerOptions::SCALAR)
+}
+
+/// Lowers a verified model to kir for `target`, with vectors of at most
+/// `opts.max_vector_bits`.
+pub fn lower_with(
+    model: &Model,
+    target: &Target,
+    opts: &LowerOptions,
+) -> Result<Lowered, LowerError> {
     let g = &model.graph;
     let name = sym(&g.name);
     let mut cx = Cx {
         model,
         target,
+        opts: *opts,
         name: name.clone(),
         module: kir::Module {
             name: name.clone(),

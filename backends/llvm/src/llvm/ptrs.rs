@@ -147,9 +147,11 @@ fn exprs(e: &Expr, out: &mut Vec<VarId>) {
             exprs(a, out);
             exprs(b, out);
         }
-        Expr::Un(_, a) | Expr::Cast(_, a, _) | Expr::Splat(_, a) | Expr::ReduceAdd(a) => {
-            exprs(a, out)
-        }
+        Expr::Un(_, a)
+        | Expr::Cast(_, a, _)
+        | Expr::Splat(_, a)
+        | Expr::ReduceAdd(a)
+        | Expr::Extract(a, _) => exprs(a, out),
         Expr::Select(c, a, b) => {
             exprs(c, out);
             exprs(a, out);

@@ -669,6 +669,12 @@ impl Fx<'_, '_> {
                     self.intrinsic("llvm.vector.reduce.add", &[vt], &mut [x])
                 }
             }
+            Expr::Extract(a, i) => {
+                let t = self.kty(a);
+                self.ty(t, || format!("extract from {t}"))?;
+                let x = self.expr(a)?;
+                LLVMBuildExtractElement(b, x, LLVMConstInt(self.cx.i32, u64::from(*i), 0), NONAME)
+            }
             Expr::CallExtern(x, args) => {
                 let (fv, fty) = *self
                     .cx

@@ -1,0 +1,268 @@
+//! The target-aware kernel layer, first step: binary dot products.
+//!
+//! Lowering describes a `b1 x b1` convolution (one group) or dense layer as a
+//! [`B1Dot`] problem; this layer picks a [`MicroKernel`] for the target (and
+//! the backend's vector limit, [`LowerOptions`]), packs the weights in the
+//! layout that kernel reads ([`layout::OcBlocked`]) and emits it in kir. When
+//! no micro-kernel applies (another target, ternary weights, groups,
+//! replicas, tables, thresholds read through a replicate) lowering keeps its
+//! scalar loop nests, which are also the reference every micro-kernel is
+//! tested against, bit for bit (`compiler/tests/kernels_b1.rs`).
+//!
+//! One family so far, "b1 dot, vectorized across output channels"
+//! ([`b1_dot`]): a tile of `P` output pixels x `B` blocks of `V` output
+//! channels held in `P * B` vector accumulators of `V` i64 lanes; V = 8, 4,
+//! 2 or 1 by [`MicroKernel::choose`].
+
+mod b1_dot;
+pub mod layout;
+
+use bnnc_ir::PadValue;
+use bnnc_kir::target::{Arch, Target};
+
+use super::{Cx, LowerOptions};
+
+/// A binary dot-product node as the micro-kernels see it: a `b1 x b1`
+/// convolution with one group, or a dense layer (1x1 pixels and taps).
+///
+/// Buffers: the input is packed `b1` NHWC, `words(c)` 64-bit words per pixel
+/// (bit `ch % 64` of word `ch / 64` set for -1; tail bits 0), pixel
+/// `(n, iy, ix)` at word `((n*h + iy)*w + ix) * words(c)`. The output pixel
+/// `pix = (n*oh + oy)*ow + ox` holds `o` channels: `i32` accumulators at
+/// element `pix*o + ch` ([`DotEpilogue::Acc`]), or packed bits, `words(o)`
+/// words per pixel ([`DotEpilogue::Bits`]).
+///
+/// The accumulator of output channel `ch` at output pixel `(n, oy, ox)` is
+/// the sum over taps `(i, j)` of: `c - 2 * popcount(x[n, iy, ix] xor w[ch, i,
+/// j])` when `iy = oy*sh + i*dh - top` and `ix = ox*sw + j*dw - left` lie in
+/// the input, else `pad * sum_c w[ch, i, j, c]` (0 for `pad_value=0`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct B1Dot {
+    /// How many samples (dense: rows) the leading dimension holds.
+    pub samples: Samples,
+    /// Input rows and columns (1 and 1 for dense).
+    pub h: usize,
+    pub w: usize,
+    /// Output rows and columns (1 and 1 for dense).
+    pub oh: usize,
+    pub ow: usize,
+    /// Output channels.
+    pub o: usize,
+    /// Kernel rows and columns (1 and 1 for dense).
+    pub kh: usize,
+    pub kw: usize,
+    /// Input channels: the bits of one tap (dense: K).
+    pub c: usize,
+    /// `[sh, sw]`.
+    pub stride: [usize; 2],
+    /// `[dh, dw]`.
+    pub dilation: [usize; 2],
+    /// Padding above and left of the input; below and right follow from the
+    /// output size.
+    pub pad_top_left: [usize; 2],
+    pub pad: PadValue,
+    pub epilogue: DotEpilogue,
+}
+
+/// The leading dimension of a problem's input and output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Samples {
+    /// The run-time `batch` (`N`).
+    Batch,
+    /// A fixed count (an unbatched tensor's first dimension).
+    Fixed(usize),
+}
+
+/// What a binary dot kernel does with each accumulator.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DotEpilogue {
+    /// Store the `i32` accumulator.
+    Acc,
+    /// Store one bit per output channel: a fused `threshold` (one threshold
+    /// per channel) or `sign`.
+    Bits(Thresholds),
+}
+
+/// Per output channel `ch`: the bit is set (the value -1) where the
+/// accumulator does not pass, passing meaning `acc >= t[ch]`, or
+/// `acc <= t[ch]` where `down[ch]` (direction -1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    pub t: Vec<i32>,
+    pub down: Vec<bool>,
+}
+
+impl B1Dot {
+    /// A dense layer `[N, c] x [o, c]`.
+    pub fn dense(samples: Samples, o: usize, c: usize, epilogue: DotEpilogue) -> B1Dot {
+        B1Dot {
+            samples,
+            h: 1,
+            w: 1,
+            oh: 1,
+            ow: 1,
+            o,
+            kh: 1,
+            kw: 1,
+            c,
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad_top_left: [0, 0],
+            pad: PadValue::Zero,
+            epilogue,
+        }
+    }
+
+    /// Kernel taps `kh * kw`.
+    pub fn taps(&self) -> usize {
+        self.kh * self.kw
+    }
+
+    /// Words of one tap (of one input pixel).
+    pub fn words(&self) -> usize {
+        self.c.div_ceil(64)
+    }
+
+    /// Bits summed per output: `taps * c`; the accumulator lies in `[-K, K]`.
+    pub fn k(&self) -> usize {
+        self.taps() * self.c
+    }
+
+    /// A dense layer, or a convolution whose every pixel is one tap over one
+    /// input pixel: tiles run over the samples instead of an output row.
+    fn is_dense(&self) -> bool {
+        self.h == 1 && self.w == 1 && self.oh == 1 && self.ow == 1 && self.taps() == 1
+    }
+
+    /// The output rows (`axis` 0) or columns (1) whose every tap lies inside
+    /// the input, `lo..hi` (empty when `lo >= hi`): `o*s - pad >= 0` and
+    /// `o*s + (k-1)*d - pad <= n - 1`.
+    pub fn interior(&self, axis: usize) -> (usize, usize) {
+        let (n, k, out) = match axis {
+            0 => (self.h, self.kh, self.oh),
+            _ => (self.w, self.kw, self.ow),
+        };
+        let (s, d, pad) = (
+            self.stride[axis],
+            self.dilation[axis],
+            self.pad_top_left[axis],
+        );
+        let lo = pad.div_ceil(s);
+        let reach = (k - 1) * d;
+        let hi = if n - 1 + pad >= reach {
+            ((n - 1 + pad - reach) / s + 1).min(out)
+        } else {
+            0
+        };
+        (lo.min(out), hi.max(lo.min(out)))
+    }
+
+    /// Whether the micro-kernels compute this problem exactly: accumulators
+    /// within `i32` by a wide margin (`K <= 2^30`), at least one channel, and
+    /// shapes consistent with the epilogue.
+    fn fits(&self) -> bool {
+        let ok_epi = match &self.epilogue {
+            DotEpilogue::Acc => true,
+            DotEpilogue::Bits(t) => t.t.len() == self.o && t.down.len() == self.o,
+        };
+        ok_epi
+            && self.o > 0
+            && self.c > 0
+            && self.kh > 0
+            && self.kw > 0
+            && self.h > 0
+            && self.w > 0
+            && self.k() <= 1 << 30
+    }
+}
+
+/// The register tile of the "b1 dot, vectorized across output channels"
+/// family: `pixels` (P) output pixels x `blocks` (B) vectors of `lanes` (V)
+/// i64 lanes, one output channel per lane, so `P * B` vector accumulators
+/// (V = 1: `i64` scalars, the instance for CPUs whose scalar `popcnt` beats
+/// their vector popcount).
+///
+/// Per K step (one tap, one input word) the kernel loads B weight vectors,
+/// splats each pixel's input word and adds `popcount(splat xor w)` to each
+/// of the P x B accumulators: `P * B` vector xor/popcount/add for `B`
+/// vector loads and `P` scalar loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MicroKernel {
+    pub lanes: usize,
+    pub pixels: usize,
+    pub blocks: usize,
+}
+
+impl MicroKernel {
+    /// The micro-kernel for `target` with vectors of at most
+    /// `opts.max_vector_bits`, or `None` for the scalar loops. Every
+    /// instance has `P = 4` pixels and `B = 2` blocks: 8 accumulators.
+    ///
+    /// - x86_64 with `avx512vpopcntdq` (and `avx512f`), 512 bits allowed:
+    ///   V = 8 (`vpopcntq zmm`): 8 of the 32 zmm registers.
+    /// - x86_64 with `avx2`, 256 bits allowed: V = 4 (LLVM counts the lanes
+    ///   with `vpshufb` nibble tables and `vpsadbw`): 8 of the 16 ymm, room
+    ///   left for the tables and temporaries.
+    /// - x86_64 with 128 bits allowed and a one-instruction 128-bit lane
+    ///   popcount (`avx512vl` with `avx512vpopcntdq`, or `avx512bitalg` and
+    ///   `avx512dq`: Cranelift's `vpopcntb` and `vpmullq`), or without
+    ///   `popcnt` (the SSE2 baseline, where counting two lanes at once beats
+    ///   counting one): V = 2.
+    /// - other x86_64 with `popcnt` and 128 bits: V = 1, the family's
+    ///   scalar-register instance (`popcnt` per word, 8 of the 16
+    ///   general registers); there a 128-bit lane popcount is a byte
+    ///   table lookup or bit arithmetic plus a 64-bit lane multiply
+    ///   emulated by Cranelift, slower than two `popcnt`s.
+    /// - aarch64 (NEON `cnt`): V = 2.
+    /// - riscv64 (RV64GC has no vector registers bnnc uses): scalar loops.
+    ///
+    /// 128 bits is all Cranelift translates, whatever the target's features
+    /// ([`crate::compile::Backend::max_vector_bits`]). `V * B` divides 64,
+    /// so one tile's output bits lie in one word.
+    pub fn choose(target: &Target, opts: &LowerOptions) -> Option<MicroKernel> {
+        let native = match target.arch {
+            Arch::X86_64 if target.has("avx512vpopcntdq") && target.has("avx512f") => 512,
+            Arch::X86_64 if target.has("avx2") => 256,
+            Arch::X86_64 | Arch::Aarch64 => 128,
+            Arch::Riscv64 => 0,
+        };
+        let bits = native.min(opts.max_vector_bits);
+        let vector_popcount = target.has("avx512vl")
+            && (target.has("avx512vpopcntdq")
+                || (target.has("avx512bitalg") && target.has("avx512dq")));
+        let lanes = match bits {
+            512.. => 8,
+            256..=511 => 4,
+            128..=255
+                if target.arch == Arch::X86_64 && target.has("popcnt") && !vector_popcount =>
+            {
+                1
+            }
+            128..=255 => 2,
+            _ => return None,
+        };
+        let mk = MicroKernel {
+            lanes,
+            pixels: 4,
+            blocks: 2,
+        };
+        debug_assert_eq!(64 % (mk.lanes * mk.blocks), 0);
+        debug_assert!(mk.pixels.is_power_of_two());
+        Some(mk)
+    }
+}
+
+/// Emits `problem` (weights `w`: ±1 values `[o][kh][kw][c]`) as one kernel
+/// reading buffer `x` and writing buffer `out`, with the micro-kernel the
+/// target gets. Returns false, emitting nothing, when there is none or the
+/// problem does not fit it; the caller then emits its scalar loops.
+pub(crate) fn try_b1_dot(cx: &mut Cx, problem: &B1Dot, w: &[i32], x: usize, out: usize) -> bool {
+    let Some(mk) = MicroKernel::choose(cx.target, &cx.opts) else {
+        return false;
+    };
+    if !problem.fits() || w.len() != problem.o * problem.k() {
+        return false;
+    }
+    b1_dot::emit(cx, problem, mk, w, x, out);
+    true
+}
