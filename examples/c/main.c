@@ -1,5 +1,6 @@
-/* mnist_classify: classify 28x28 grey images with the binary MNIST MLP
- * (examples/mnist_mlp.ir) compiled to native code by bnnc.
+/* mnist_classify: classify 28x28 grey images with the trained binary MNIST
+ * CNN (examples/train/mnist_cnn_packed.ir, 98.79% on the MNIST test set)
+ * compiled to native code by bnnc.
  *
  *   mnist_classify IMAGES.f32
  *
@@ -10,7 +11,7 @@
  *
  *   image <index>: class <argmax of the 10 logits>
  *
- * The generated header, mnist_mlp.h, gives the entry point, the byte size of
+ * The generated header, mnist_cnn.h, gives the entry point, the byte size of
  * each input and output for a batch, and the workspace size; the object file
  * holds the code and the weights, and needs nothing but libm.
  */
@@ -19,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mnist_mlp.h"
+#include "mnist_cnn.h"
 
 /* Reads a whole file; returns NULL on error. */
 static unsigned char *read_file(const char *path, size_t *len) {
@@ -59,8 +60,8 @@ static float le_f32(const unsigned char *p) {
 }
 
 int main(int argc, char **argv) {
-    const size_t in_bytes = MNIST_MLP_INPUT0_BYTES(1);   /* 784 floats */
-    const size_t out_bytes = MNIST_MLP_OUTPUT0_BYTES(1); /* 10 floats */
+    const size_t in_bytes = MNIST_CNN_INPUT0_BYTES(1);   /* 784 floats */
+    const size_t out_bytes = MNIST_CNN_OUTPUT0_BYTES(1); /* 10 floats */
     const size_t pixels = in_bytes / sizeof(float);
     const size_t classes = out_bytes / sizeof(float);
     unsigned char *file;
@@ -84,26 +85,26 @@ int main(int argc, char **argv) {
         return 1;
     }
     batch = len / in_bytes;
-    if (batch > MNIST_MLP_MAX_BATCH) {
+    if (batch > MNIST_CNN_MAX_BATCH) {
         fprintf(stderr, "%s: %zu images, at most %zu per batch\n", argv[1], batch,
-                (size_t)MNIST_MLP_MAX_BATCH);
+                (size_t)MNIST_CNN_MAX_BATCH);
         return 1;
     }
 
-    x = malloc(MNIST_MLP_INPUT0_BYTES(batch));
-    logits = malloc(MNIST_MLP_OUTPUT0_BYTES(batch));
+    x = malloc(MNIST_CNN_INPUT0_BYTES(batch));
+    logits = malloc(MNIST_CNN_OUTPUT0_BYTES(batch));
     /* The workspace holds the intermediate tensors (it may be null only when
      * its size is 0). */
-    workspace = malloc(MNIST_MLP_WORKSPACE_SIZE(batch));
-    if (!x || !logits || (!workspace && MNIST_MLP_WORKSPACE_SIZE(batch) != 0)) {
+    workspace = malloc(MNIST_CNN_WORKSPACE_SIZE(batch));
+    if (!x || !logits || (!workspace && MNIST_CNN_WORKSPACE_SIZE(batch) != 0)) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
     for (i = 0; i < batch * pixels; i++) x[i] = le_f32(file + 4 * i);
 
-    status = mnist_mlp_run(x, logits, workspace, batch);
-    if (status != MNIST_MLP_OK) {
-        fprintf(stderr, "mnist_mlp_run failed with status %d\n", (int)status);
+    status = mnist_cnn_run(x, logits, workspace, batch);
+    if (status != MNIST_CNN_OK) {
+        fprintf(stderr, "mnist_cnn_run failed with status %d\n", (int)status);
         return 1;
     }
 

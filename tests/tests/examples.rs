@@ -1,26 +1,19 @@
 //! Every model in `examples/` loads, prints and reparses to the same graph,
 //! ships the weights `bnnc init --seed 1` writes, and runs in the reference
-//! interpreter at batch 1 and 7 with outputs of the types the verifier inferred.
+//! interpreter at batch 1 and 7 with outputs of the types the verifier
+//! inferred; the corpus (`tests/corpus/`) ships the weights `bnnc init
+//! --seed 1 --random-stats` writes.
 
 use std::path::{Path, PathBuf};
 
 use bnnc_ir::{Model, Tensor, TensorData};
 use bnnc_runtime::inputs::random_inputs;
+use bnnc_tests::runner::{model_files, repo_root};
 use bnnc_train::init::{init_weights, InitOptions};
-
-fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
-}
 
 /// The `.ir` files in `examples/`, sorted.
 fn example_models() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(examples_dir())
-        .expect("examples/ exists")
-        .map(|e| e.expect("readable entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ir"))
-        .collect();
-    v.sort();
-    v
+    model_files("examples")
 }
 
 fn load(path: &Path) -> Model {
@@ -155,7 +148,7 @@ fn batch_rows_are_independent() {
 /// The model in README.md's tour parses, verifies, initialises and runs.
 #[test]
 fn the_readme_model_works() {
-    let readme = std::fs::read_to_string(examples_dir().join("../README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let blocks: Vec<&str> = readme
         .split("```text\n")
         .skip(1)
@@ -171,5 +164,40 @@ fn the_readme_model_works() {
         let model = Model::from_graph(graph, Some(&weights), Path::new("README.md")).unwrap();
         let inputs = random_inputs(&model.graph, 2, 0).unwrap();
         bnnc_runtime::run(&model, &inputs).unwrap();
+    }
+}
+
+/// The corpus ships the weights `bnnc init MODEL --seed 1 --random-stats`
+/// writes, so other tests can load it with `Model::load`; each file opens
+/// with a comment saying what it covers.
+#[test]
+fn corpus_weights_are_init_seed_1_with_random_stats() {
+    let files = model_files("tests/corpus");
+    assert!(files.len() >= 12, "the corpus has {} models", files.len());
+    for p in files {
+        let src = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            src.starts_with("# "),
+            "{}: should open with a comment saying what it covers",
+            p.display()
+        );
+        let model = load(&p);
+        let fresh = init_weights(
+            &model.graph,
+            &model.types,
+            InitOptions {
+                seed: 1,
+                random_stats: true,
+            },
+        )
+        .unwrap();
+        let regenerated = Model::from_graph(model.graph.clone(), Some(&fresh), &p).unwrap();
+        assert_eq!(
+            regenerated.consts,
+            model.consts,
+            "{}: the shipped weights are not `bnnc init {} --seed 1 --random-stats`",
+            p.display(),
+            p.display()
+        );
     }
 }

@@ -1,69 +1,46 @@
-//! C linking on this machine: the C example (`examples/c`) built by its
-//! Makefile (`bnnc compile`, then the C compiler) prints the classes the
-//! reference interpreter computes, and two models' objects link into one C
-//! program (`tests/c/two_models.c`) whose outputs equal the interpreter's bit
-//! for bit, every global symbol of an object carrying its model's name.
+//! C linking on this machine: Cranelift objects of every example and corpus
+//! model run in the generic C driver (`tests/c/driver.c`) and match the
+//! reference interpreter (`Engine::CLink`, `bnnc_tests::runner`); the C
+//! example (`examples/c`) built by its Makefile (`bnnc compile`, then the C
+//! compiler) prints the classes the interpreter computes; and two models'
+//! objects link into one C program (`tests/c/two_models.c`) whose outputs
+//! equal the interpreter's bit for bit, every global symbol of an object
+//! carrying its model's name.
 //!
-//! Tools: `gcc`, `make` and `nm` (override the compiler with `BNNC_CC`). When
-//! one is missing the tests print why and pass, except when `CI=true`, where a
-//! missing tool fails. The `bnnc` binary the Makefile runs is this checkout's,
-//! built (a no-op after `cargo test --workspace`) by the cargo running the
-//! tests; `BNNC=/path/to/bnnc` uses another.
+//! Tools: the C compiler (`BNNC_CC`, `CC`, else `cc`), `make` and `nm`. When
+//! one is missing the tests print why and pass, except when `CI=true`, where
+//! a missing tool fails. The `bnnc` binary the Makefile runs is this
+//! checkout's, built (a no-op after `cargo test --workspace`) by the cargo
+//! running the tests; `BNNC=/path/to/bnnc` uses another.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bnnc::compile::{compile, CompileOptions, Emit};
+use bnnc::compile::{compile, Backend, CompileOptions, Emit};
 use bnnc_ir::{Model, Tensor, TensorData};
 use bnnc_kir::target::Target;
+use bnnc_tests::engine::{host_cc, missing_tools, Engine, C_FLAGS};
+use bnnc_tests::runner::{corpus, examples, repo_root, report, scratch, Suite};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// A fresh scratch directory under cargo's per-target temporary directory.
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("link_c")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct Tools {
-    cc: String,
-}
-
-/// gcc, make and nm, or `None` (after printing why) when one is missing
-/// outside CI. In CI (`CI=true`) a missing tool fails the test.
-fn tools() -> Option<Tools> {
-    let cc = std::env::var("BNNC_CC").unwrap_or_else(|_| "gcc".into());
-    let missing: Vec<&str> = [cc.as_str(), "make", "nm"]
-        .into_iter()
-        .filter(|t| {
-            !Command::new(t)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+/// The C compiler, or `None` after reporting (under `CI=true`: failing)
+/// that `test` skips because it or another tool it needs is missing.
+fn tools(test: &str, also: &[&str]) -> Option<String> {
+    let cc = host_cc();
+    let programs: Vec<String> = std::iter::once(cc.clone())
+        .chain(also.iter().map(|t| t.to_string()))
         .collect();
-    if missing.is_empty() {
-        return Some(Tools { cc });
+    let Some(why) = missing_tools(&programs, "gcc libc6-dev make binutils") else {
+        return Some(cc);
+    };
+    if bnnc_tests::engine::ci() {
+        panic!("CI=true: {test}: {why}");
     }
-    let why = format!("{} not found", missing.join(", "));
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true: {why}");
-    }
-    eprintln!("skipping the C link tests: {why}");
+    report(&format!("[{test}] SKIPPED: {why}"));
     None
 }
 
-/// The target the objects are compiled for: explicit features on x86_64 (the
+/// The targets objects are compiled for: explicit features on x86_64 (the
 /// baseline CPU without popcnt for one model, with it for the other), the
 /// host otherwise.
 fn targets() -> [&'static str; 2] {
@@ -72,6 +49,15 @@ fn targets() -> [&'static str; 2] {
     } else {
         ["native", "native"]
     }
+}
+
+/// Cranelift objects for the host, linked into the C driver and run natively.
+#[test]
+fn cranelift_objects_match_the_interpreter() {
+    let mut cases = examples();
+    cases.extend(corpus());
+    let engine = Engine::c_link(Backend::Cranelift, Target::parse(targets()[0]).unwrap());
+    Suite::new("models", [engine]).run(&cases);
 }
 
 #[track_caller]
@@ -87,7 +73,8 @@ fn ok(what: &str, o: &Output) -> String {
 }
 
 /// The `bnnc` binary of this checkout: `$BNNC`, or built by cargo with the
-/// profile these tests were built with (a no-op once `cargo test` built it).
+/// profile and LLVM feature these tests were built with (a no-op once
+/// `cargo test --workspace` built it).
 fn bnnc_binary() -> PathBuf {
     if let Ok(p) = std::env::var("BNNC") {
         return PathBuf::from(p);
@@ -98,35 +85,31 @@ fn bnnc_binary() -> PathBuf {
     } else {
         "bench"
     };
-    let o = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "bnnc-cli",
-            "--bin",
-            "bnnc",
-            "--profile",
-        ])
-        .arg(profile)
-        .current_dir(root())
-        .output()
-        .expect("cargo runs");
-    ok("cargo build -p bnnc-cli", &o);
-    // This test runs from <target>/<profile dir>/deps/; the binary is one up.
+    // This test runs from <target>/<profile dir>/deps/: the binary goes to
+    // <target>/<profile dir>/.
     let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join(format!("bnnc{}", std::env::consts::EXE_SUFFIX));
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "bnnc-cli", "--bin", "bnnc"])
+        .args(["--profile", profile])
+        .arg("--target-dir")
+        .arg(profile_dir.parent().unwrap())
+        .current_dir(repo_root());
+    if Backend::Llvm.available() {
+        cmd.args(["--features", "bnnc/llvm"]);
+    }
+    ok(
+        "cargo build -p bnnc-cli",
+        &cmd.output().expect("cargo runs"),
+    );
+    let bin = profile_dir.join(format!("bnnc{}", std::env::consts::EXE_SUFFIX));
     assert!(bin.exists(), "{} was not built", bin.display());
     bin
 }
 
 /// `n` images for 28x28x1 models: random pixels in [0, 1), then an all-zero
-/// image and one of exact 0.5 (where the MLP's sign(x - 0.5) flips).
-fn images(model: &Model, n: usize, seed: u64) -> Tensor {
+/// image and one of exact 0.5 (where sign(x - 0.5) flips), then `real`.
+fn images(model: &Model, n: usize, seed: u64, real: &[f32]) -> Tensor {
     let mut t = bnnc_runtime::inputs::random_inputs(&model.graph, n, seed)
         .unwrap()
         .remove(0);
@@ -140,6 +123,8 @@ fn images(model: &Model, n: usize, seed: u64) -> Tensor {
             _ => (*x + 1.0) / 2.0,
         };
     }
+    v.extend_from_slice(real);
+    t.dims[0] += real.len() / 784;
     t
 }
 
@@ -170,35 +155,71 @@ fn interpret(model: &Model, x: &Tensor) -> Tensor {
     bnnc_runtime::run(model, &[x]).unwrap().remove(0)
 }
 
+/// The value of a variable of `examples/c/Makefile`, as make sees it.
+fn make_var(name: &str) -> String {
+    let o = Command::new("make")
+        .args(["-s", "--no-print-directory", "-C"])
+        .arg(repo_root().join("examples/c"))
+        .arg("--eval=print-var-%: ; @echo '$($*)'")
+        .arg(format!("print-var-{name}"))
+        .output()
+        .unwrap();
+    ok("make print-var", &o).trim().to_string()
+}
+
 #[test]
 fn c_example_prints_the_interpreters_classes() {
-    let Some(tools) = tools() else { return };
+    let test = "c_example_prints_the_interpreters_classes";
+    let Some(cc) = tools(test, &["make"]) else {
+        return;
+    };
+    // The model the Makefile compiles: `MODEL` (a path without `.ir`,
+    // relative to examples/c), or `MODEL_DIR/NAME`; `NAME` names the files.
+    let name = make_var("NAME");
+    let model_path = match make_var("MODEL") {
+        m if m.is_empty() => format!("{}/{name}", make_var("MODEL_DIR")),
+        m => m,
+    };
+    let model = Model::load(
+        &repo_root()
+            .join("examples/c")
+            .join(format!("{model_path}.ir")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let bnnc = bnnc_binary();
     let out = scratch("example");
     let target = targets()[0];
     let o = Command::new("make")
         .arg("-C")
-        .arg(root().join("examples/c"))
+        .arg(repo_root().join("examples/c"))
         .arg(format!("OUT={}", out.display()))
         .arg(format!("BNNC={}", bnnc.display()))
         .arg(format!("TARGET={target}"))
-        .arg(format!("CC={}", tools.cc))
-        .arg("CFLAGS=-O2 -std=c99 -Wall -Wextra -pedantic -Werror")
+        .arg(format!("CC={cc}"))
+        .arg(format!("CFLAGS=-O2 {}", C_FLAGS.join(" ")))
         .arg("LDFLAGS=-Wl,--fatal-warnings")
         .output()
         .unwrap();
     ok("make -C examples/c", &o);
-    let header = std::fs::read_to_string(out.join("mnist_mlp.h")).unwrap();
+    let header = std::fs::read_to_string(out.join(format!("{name}.h"))).unwrap();
     assert!(
-        header.contains(&format!("#define MNIST_MLP_TARGET \"{target}\"")),
+        header.contains(&format!(
+            "#define {}_TARGET \"{target}\"",
+            name.to_uppercase()
+        )),
         "the Makefile did not pass TARGET to bnnc compile"
     );
 
-    let model = Model::load(&root().join("examples/mnist_mlp.ir")).unwrap();
+    // Four MNIST test digits, shipped with the example.
+    let digits: Vec<f32> = std::fs::read(repo_root().join("examples/c/digits.f32"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     let prog = out.join("mnist_classify");
     let mut distinct = BTreeSet::new();
-    for (n, seed) in [(9, 3), (1, 4)] {
-        let x = images(&model, n, seed);
+    for (n, seed, real) in [(9, 3, &digits[..]), (1, 4, &[][..])] {
+        let x = images(&model, n, seed, real);
         let file = out.join(format!("images{n}.f32"));
         write_f32(&file, &x);
         let printed = ok(
@@ -214,7 +235,7 @@ fn c_example_prints_the_interpreters_classes() {
             })
             .collect();
         let got: Vec<&str> = printed.lines().collect();
-        assert_eq!(got, want, "batch {n}");
+        assert_eq!(got, want, "batch {}", x.dims[0]);
     }
     // Otherwise a program printing one constant class could pass.
     assert!(
@@ -245,12 +266,14 @@ fn defined_globals(obj: &Path) -> BTreeSet<String> {
 
 #[test]
 fn two_models_link_into_one_c_program() {
-    let Some(tools) = tools() else { return };
+    let Some(cc) = tools("two_models_link_into_one_c_program", &["nm"]) else {
+        return;
+    };
     let dir = scratch("two_models");
     let names = ["mnist_mlp", "bireal_cnn"];
     let mut models = Vec::new();
     for (name, target) in names.iter().zip(targets()) {
-        let model = Model::load(&root().join(format!("examples/{name}.ir"))).unwrap();
+        let model = Model::load(&repo_root().join(format!("examples/{name}.ir"))).unwrap();
         compile(&model, &CompileOptions::new(Target::parse(target).unwrap()))
             .and_then(|c| c.write_to(&dir))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -268,18 +291,12 @@ fn two_models_link_into_one_c_program() {
     }
 
     let prog = dir.join("two_models");
-    let o = Command::new(&tools.cc)
-        .args([
-            "-std=c99",
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-        ])
+    let o = Command::new(&cc)
+        .args(C_FLAGS)
+        .arg("-O2")
         .arg("-I")
         .arg(&dir)
-        .arg(root().join("tests/c/two_models.c"))
+        .arg(repo_root().join("tests/c/two_models.c"))
         .arg(dir.join("mnist_mlp.o"))
         .arg(dir.join("bireal_cnn.o"))
         .arg("-lm")
@@ -290,7 +307,7 @@ fn two_models_link_into_one_c_program() {
         .unwrap();
     ok("linking two models", &o);
 
-    let x = images(&models[0], 5, 9);
+    let x = images(&models[0], 5, 9, &[]);
     let (xin, mlp, cnn) = (dir.join("x.f32"), dir.join("mlp.bin"), dir.join("cnn.bin"));
     write_f32(&xin, &x);
     ok(
@@ -317,7 +334,9 @@ fn two_models_link_into_one_c_program() {
 /// `.` becomes `_`, C keywords, and the names of the fixed parameters.
 #[test]
 fn header_compiles_for_awkward_value_names() {
-    let Some(tools) = tools() else { return };
+    let Some(cc) = tools("header_compiles_for_awkward_value_names", &[]) else {
+        return;
+    };
     let dir = scratch("awkward_names");
     let src = "\
 # Names the C header must turn into distinct, legal parameter names.
@@ -347,15 +366,9 @@ output batch
         "#include \"awkward_names.h\"\nint main(void) { return AWKWARD_NAMES_NUM_OUTPUTS == 5 ? 0 : 1; }\n",
     )
     .unwrap();
-    let o = Command::new(&tools.cc)
-        .args([
-            "-std=c99",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-fsyntax-only",
-        ])
+    let o = Command::new(&cc)
+        .args(C_FLAGS)
+        .arg("-fsyntax-only")
         .arg("-I")
         .arg(&dir)
         .arg(&c)
