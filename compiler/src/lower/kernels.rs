@@ -38,6 +38,18 @@ fn samples(ty: &TensorType, batch: &Expr) -> Expr {
     }
 }
 
+/// Samples of a conv, dense or pooling kernel, whose geometry reads the
+/// dimensions after the first: the batch for batched tensors, else the first
+/// dimension (an unbatched `[6, 70]` dense has 6 rows, an unbatched
+/// `[3, H, W, C]` pool 3 images).
+fn leading(ty: &TensorType, batch: &Expr) -> Expr {
+    match ty.shape.first() {
+        _ if ty.is_batched() => batch.clone(),
+        Some(d) => c64(d.resolve(1)),
+        None => i64c(1),
+    }
+}
+
 /// Address of element `idx` of a 4-byte-element buffer.
 fn at4(p: &Expr, idx: Expr) -> Expr {
     addr(p.clone(), idx, 4)
@@ -1267,7 +1279,7 @@ fn dense_f32(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
     let ty = cx.buf_ty(out).clone();
     let (mut fb, batch, p) = cx.begin("dense_f32", 2);
     let acc = fb.var("acc", Ty::F32);
-    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+    fb.for_("n", i64c(0), leading(&ty, &batch), |fb, n| {
         fb.for_n("o", o, |fb, oi| {
             fb.assign(acc, f32c(0.0));
             // Term k = r*C0 + c reads x0[c] for a read-through replicate: the
@@ -1343,7 +1355,7 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
         Epilogue::Bits(thr) => thr.out_words(o),
         Epilogue::Acc => Storage::words(o),
     };
-    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+    fb.for_("n", i64c(0), leading(&ty, &batch), |fb, n| {
         if let Epilogue::Bits(_) = epi {
             fb.for_n("w", owords, |fb, wi| {
                 fb.store(at8(&p[1], add(mul(n.clone(), c64(owords)), wi)), i64c(0))
@@ -1509,7 +1521,7 @@ fn conv_f32(
     conv_loops(
         &mut fb,
         &g,
-        samples(&ty, &batch),
+        leading(&ty, &batch),
         |_, _| {},
         |fb, n, oy, ox, gi, o| {
             fb.assign(acc, f32c(0.0));
@@ -1911,7 +1923,7 @@ fn conv_b1(
             }
         }
     };
-    conv_loops(&mut fb, &g, samples(&ty, &batch), pixel, body);
+    conv_loops(&mut fb, &g, leading(&ty, &batch), pixel, body);
     cx.end(fb, vec![x, out]);
     Ok(())
 }
@@ -1963,7 +1975,7 @@ fn pool(
     let have = fb.var("have", Ty::I8);
     let cnt = fb.var("count", Ty::I32);
     let p0 = p[0].clone();
-    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+    fb.for_("n", i64c(0), leading(&ty, &batch), |fb, n| {
         fb.for_n("oy", oh, |fb, oy| {
             fb.for_n("ox", ow, |fb, ox| {
                 fb.for_n("c", c, |fb, ch| {
@@ -2027,7 +2039,7 @@ fn maxpool_b1(cx: &mut Cx, v: ValueId, x: ValueId, a: &bnnc_ir::PoolAttrs, out: 
     let (mut fb, batch, p) = cx.begin("maxpool2d_b1", 2);
     let m = fb.var("m", Ty::I64);
     let p0 = p[0].clone();
-    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+    fb.for_("n", i64c(0), leading(&ty, &batch), |fb, n| {
         fb.for_n("oy", oh, |fb, oy| {
             fb.for_n("ox", ow, |fb, ox| {
                 fb.for_n("w", words, |fb, wi| {
@@ -2063,7 +2075,7 @@ fn global_avgpool(cx: &mut Cx, _v: ValueId, x: ValueId, out: usize) -> R {
     let ty = cx.buf_ty(out).clone();
     let (mut fb, batch, p) = cx.begin("global_avgpool", 2);
     let s = fb.var("sum", Ty::F32);
-    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+    fb.for_("n", i64c(0), leading(&ty, &batch), |fb, n| {
         fb.for_n("c", c, |fb, ch| {
             fb.assign(s, f32c(0.0));
             fb.for_n("y", h, |fb, y| {
