@@ -1,76 +1,12 @@
 //! The `bnnc` binary, run as a user would: every subcommand's output, exit codes,
 //! and clean errors (never a panic) on malformed or missing files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use bnnc_ir::{Model, Tensor};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// Runs `bnnc ARGS` from the workspace root.
-fn bnnc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bnnc"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("bnnc runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
-
-/// Asserts exit code 1 with a clean one-message error and returns stderr.
-#[track_caller]
-fn fails(o: &Output) -> String {
-    let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "stdout: {}\nstderr: {err}",
-        stdout(o)
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(!err.starts_with("Error:"), "Debug-formatted error: {err}");
-    assert!(err.contains("error: "), "{err}");
-    err
-}
-
-/// A fresh scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("cli")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+mod common;
+use common::*;
 
 #[test]
 fn check_prints_one_summary_line() {
