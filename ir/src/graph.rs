@@ -83,8 +83,12 @@ impl PartialEq for Node {
 #[derive(Clone, Debug)]
 pub struct Graph {
     pub name: String,
+    /// Location of the name on the `model` line; ignored by equality.
+    pub name_loc: Loc,
     /// The weights file, relative to the model file's folder.
     pub weights: Option<String>,
+    /// Location of the quoted path on the `weights` line; ignored by equality.
+    pub weights_loc: Loc,
     pub nodes: Vec<Node>,
     pub outputs: Vec<ValueId>,
     /// Location of each output name; ignored by equality.
@@ -104,7 +108,9 @@ impl Graph {
     pub fn new(name: impl Into<String>) -> Graph {
         Graph {
             name: name.into(),
+            name_loc: Loc::NONE,
             weights: None,
+            weights_loc: Loc::NONE,
             nodes: Vec::new(),
             outputs: Vec::new(),
             output_locs: Vec::new(),

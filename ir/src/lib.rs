@@ -6,9 +6,11 @@
 //! - [`text`]: the `model.ir` text format (parse, print);
 //! - [`verify`]: the verifier with type and shape inference;
 //! - [`weights`]: safetensors weights I/O;
+//! - [`files`]: writing a file atomically (temporary file, then rename);
 //! - [`model`]: a model loaded from disk (text + weights, checked together).
 
 pub mod error;
+pub mod files;
 pub mod graph;
 pub mod model;
 pub mod op;

@@ -221,8 +221,14 @@ pub enum Op {
     /// `hardtanh(x) = min(max(x, -1), 1)`; `f32`. NaN stays NaN.
     Hardtanh,
     /// `clip(x, min=a, max=b) = min(max(x, a), b)`; `f32`. NaN stays NaN.
+    /// Signed zeros: a bound replaces `x` only when `x` compares strictly
+    /// outside it, so `x` keeps its own zero (`clip(-0.0, min=0, max=1)` is
+    /// -0.0, `clip(+0.0, min=-0.0, max=1)` is +0.0); with `a > b` every
+    /// non-NaN element becomes `b`.
     Clip { min: f32, max: f32 },
-    /// `sigmoid(x) = 1 / (1 + exp(-x))`; `f32`.
+    /// `sigmoid(x) = 1 / (1 + exp(-x))`; `f32`. `exp` is the C library's
+    /// `expf`, in the interpreter (Rust's `f32::exp` calls it) and in native
+    /// code (a call to `expf`), so the bits are those of the platform's libm.
     Sigmoid,
     /// `maxpool2d(x)`: `[N,H,W,C]`, max over each window of in-bounds positions,
     /// scanned in row-major order: the first element, replaced by each later one
@@ -252,7 +258,8 @@ pub enum Op {
     /// appear only first, and only if x is batched.
     Reshape { shape: Vec<crate::types::Dim> },
     /// `softmax(x, axis)`: `exp(x - max) / sum exp(x - max)` along axis, the max
-    /// taken over non-NaN elements and the sum in index order; `f32`.
+    /// taken over non-NaN elements and the sum in index order; `f32`. `exp` is
+    /// the C library's `expf`, as for `sigmoid`.
     Softmax { axis: i64 },
     /// `argmax(x, axis)`: index (`i32`) of the first maximum along axis, which is
     /// removed. NaN elements never win unless the first element is NaN and nothing

@@ -128,17 +128,58 @@ pub fn verify(g: &Graph) -> Result<Vec<TensorType>, Diagnostic> {
 }
 
 /// Resolves every `weight` and `const` node to a tensor of its declared type,
-/// checking the weights file's tensors against the declarations.
+/// checking the weights file's tensors against the declarations (a copy of
+/// each; see [`resolve_constants_owned`] to move them instead).
 pub fn resolve_constants(
     g: &Graph,
     types: &[TensorType],
     weights: Option<&Weights>,
 ) -> Result<Vec<Option<Tensor>>, Diagnostic> {
+    resolve(g, types, weights.map(Source::Borrowed))
+}
+
+/// Like [`resolve_constants`], but moves each tensor out of `weights` at the
+/// last node that reads it, so the model holds the weights once.
+pub fn resolve_constants_owned(
+    g: &Graph,
+    types: &[TensorType],
+    weights: Option<Weights>,
+) -> Result<Vec<Option<Tensor>>, Diagnostic> {
+    let source = weights.map(|w| {
+        let mut uses: HashMap<String, usize> = HashMap::new();
+        for n in &g.nodes {
+            if let Op::Weight { key, .. } = &n.op {
+                *uses.entry(key.clone()).or_default() += 1;
+            }
+        }
+        let names = w.tensors.keys().take(8).cloned().collect();
+        Source::Owned { w, uses, names }
+    });
+    resolve(g, types, source)
+}
+
+/// Where [`resolve`] takes weights from.
+enum Source<'a> {
+    Borrowed(&'a Weights),
+    /// Tensors are taken at their last use (`uses` counts the reads left);
+    /// `names` are the first keys of the file, for messages.
+    Owned {
+        w: Weights,
+        uses: HashMap<String, usize>,
+        names: Vec<String>,
+    },
+}
+
+fn resolve(
+    g: &Graph,
+    types: &[TensorType],
+    mut weights: Option<Source<'_>>,
+) -> Result<Vec<Option<Tensor>>, Diagnostic> {
     let mut out = Vec::with_capacity(g.nodes.len());
     for (i, n) in g.nodes.iter().enumerate() {
         let t = match &n.op {
             Op::Weight { key, ty } => {
-                let Some(w) = weights else {
+                let Some(w) = weights.as_mut() else {
                     return Err(Diagnostic::new(
                         n.locs.op,
                         format!(
@@ -147,26 +188,38 @@ pub fn resolve_constants(
                         ),
                     ));
                 };
-                let t = w.get_as(key, ty).map_err(|e| {
+                let (t, near) = match w {
+                    Source::Borrowed(w) => (
+                        w.get_as(key, ty),
+                        w.tensors.keys().map(String::as_str).take(8).collect(),
+                    ),
+                    Source::Owned { w, uses, names } => {
+                        let left = uses.get_mut(key.as_str()).map_or(0, |u| {
+                            *u = u.saturating_sub(1);
+                            *u
+                        });
+                        let t = if left == 0 {
+                            w.take_as(key, ty)
+                        } else {
+                            w.get_as(key, ty)
+                        };
+                        (t, names.iter().map(String::as_str).collect::<Vec<_>>())
+                    }
+                };
+                let t = t.map_err(|e| {
                     let mut msg = format!("weight `@{key}` {e}");
-                    if e == WeightMismatch::Missing {
-                        let near: Vec<&str> =
-                            w.tensors.keys().map(String::as_str).take(8).collect();
-                        if !near.is_empty() {
-                            msg.push_str(&format!(" (it has: {})", near.join(", ")));
-                        }
+                    if e == WeightMismatch::Missing && !near.is_empty() {
+                        msg.push_str(&format!(" (it has: {})", near.join(", ")));
                     }
                     Diagnostic::new(n.locs.op, msg)
                 })?;
                 Some(t)
             }
-            Op::Const { ty, data } => {
-                let dims = ty.dims(1);
-                Some(match data {
-                    TensorData::F32(v) => Tensor::f32(dims, v.clone()),
-                    TensorData::Int(v) => Tensor::int(ty.elem, dims, v.clone()),
-                })
-            }
+            Op::Const { ty, data } => Some(Tensor {
+                elem: ty.elem,
+                dims: ty.dims(1),
+                data: data.clone(),
+            }),
             _ => None,
         };
         debug_assert!(t.as_ref().is_none_or(|t| t.matches(&types[i])));
@@ -281,6 +334,11 @@ fn infer(n: &Node, x: &[&TensorType]) -> R<TensorType> {
             let (len, kind_ok) = match data {
                 TensorData::F32(v) => (v.len(), ty.elem == ElemType::F32),
                 TensorData::Int(v) => (v.len(), ty.elem != ElemType::F32),
+                TensorData::Bits(w) => (
+                    ty.numel(1),
+                    ty.elem == ElemType::B1
+                        && crate::tensor::check_b1_words(&ty.dims(1), w).is_ok(),
+                ),
             };
             if !kind_ok || len != ty.numel(1) {
                 return err(

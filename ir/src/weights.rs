@@ -141,6 +141,193 @@ pub enum FormatError {
     /// The safetensors writer failed.
     #[error("cannot serialise weights: {0}")]
     Serialize(String),
+    /// A tensor's entry in the header does not describe its data (dtype,
+    /// shape, data offsets, or data past the end of the file).
+    #[error("tensor `{name}`: {message}")]
+    Tensor { name: String, message: String },
+}
+
+/// Why the safetensors crate refused `bytes`, as a [`FormatError::Tensor`]
+/// naming the tensor at fault, when one is: its header entry is checked as
+/// the crate checks it (known dtype, shape, offsets in order without gaps,
+/// byte count of shape and dtype, data inside the file). `None` when the
+/// header itself is unreadable or no single tensor is at fault.
+fn tensor_at_fault(bytes: &[u8]) -> Option<FormatError> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header = bytes.get(8..8usize.checked_add(n)?)?;
+    let data_len = bytes.len() - 8 - n;
+    let serde_json::Value::Object(entries) = serde_json::from_slice(header).ok()? else {
+        return None;
+    };
+    let fault = |name: &str, message: String| {
+        Some(FormatError::Tensor {
+            name: name.to_string(),
+            message,
+        })
+    };
+    let mut spans = Vec::new();
+    for (name, entry) in &entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = entry.get("dtype");
+        let Some(dtype) = dtype.and_then(|d| serde_json::from_value::<Dtype>(d.clone()).ok())
+        else {
+            return fault(
+                name,
+                format!(
+                    "unknown dtype {}",
+                    dtype.map_or("(none)".to_string(), |d| d.to_string())
+                ),
+            );
+        };
+        let dims: Option<Vec<usize>> = entry.get("shape").and_then(|s| {
+            s.as_array()?
+                .iter()
+                .map(|d| usize::try_from(d.as_u64()?).ok())
+                .collect()
+        });
+        let Some(dims) = dims else {
+            return fault(name, "`shape` is not a list of dimensions".to_string());
+        };
+        let offsets: Option<Vec<usize>> = entry.get("data_offsets").and_then(|s| {
+            s.as_array()?
+                .iter()
+                .map(|d| usize::try_from(d.as_u64()?).ok())
+                .collect()
+        });
+        let (start, end) = match offsets.as_deref() {
+            Some(&[start, end]) if start <= end => (start, end),
+            _ => {
+                return fault(
+                    name,
+                    "`data_offsets` is not [start, end] with start <= end".to_string(),
+                )
+            }
+        };
+        let bits = dims
+            .iter()
+            .try_fold(dtype.bitsize(), |a, &d| a.checked_mul(d));
+        let Some(bits) = bits.filter(|b| b % 8 == 0) else {
+            return fault(
+                name,
+                format!("shape {dims:?} of {dtype:?} is not a whole number of bytes that fits in memory"),
+            );
+        };
+        if end - start != bits / 8 {
+            return fault(
+                name,
+                format!(
+                    "shape {dims:?} of {dtype:?} takes {} bytes, but its data_offsets [{start}, {end}] hold {}",
+                    bits / 8,
+                    end - start
+                ),
+            );
+        }
+        spans.push((start, end, name.as_str()));
+    }
+    spans.sort();
+    let mut at = (0, None::<&str>);
+    for &(start, end, name) in &spans {
+        if start != at.0 {
+            let after = at.1.map_or("the start of the data".to_string(), |p| {
+                format!("the end of tensor `{p}`")
+            });
+            return fault(
+                name,
+                format!(
+                    "its data starts at byte {start} of the data, but {after} is at byte {}: tensors' data must follow each other without gaps or overlaps",
+                    at.0
+                ),
+            );
+        }
+        if end > data_len {
+            return fault(
+                name,
+                format!(
+                    "its data (bytes {start}..{end} of the data) goes past the end of the file, which holds {data_len} bytes of data (truncated?)"
+                ),
+            );
+        }
+        at = (end, Some(name));
+    }
+    match at {
+        (end, Some(last)) if end < data_len => fault(
+            last,
+            format!(
+                "the file holds {} bytes after this tensor's data, the last in the file",
+                data_len - end
+            ),
+        ),
+        _ => None,
+    }
+}
+
+/// Why [`Weights::read_tensors`] failed: the file's contents, or reading it.
+enum LoadError {
+    Format(FormatError),
+    Io(std::io::Error),
+}
+
+impl From<FormatError> for LoadError {
+    fn from(e: FormatError) -> LoadError {
+        LoadError::Format(e)
+    }
+}
+
+/// The bytes of one tensor streamed through a buffer of whole `unit`s (a
+/// chunk of about 64 KiB, at least one unit): `f` sees the data from `start`
+/// to `start + len` in order.
+fn stream(
+    start: usize,
+    len: usize,
+    unit: usize,
+    fetch: &mut dyn FnMut(usize, &mut [u8]) -> std::io::Result<()>,
+    mut f: impl FnMut(&[u8]) -> Result<(), FormatError>,
+) -> Result<(), LoadError> {
+    let unit = unit.max(1);
+    let chunk = ((1 << 16) / unit).max(1) * unit;
+    let mut buf = vec![0u8; chunk.min(len)];
+    let mut done = 0;
+    while done < len {
+        let k = chunk.min(len - done);
+        fetch(start + done, &mut buf[..k]).map_err(LoadError::Io)?;
+        f(&buf[..k])?;
+        done += k;
+    }
+    Ok(())
+}
+
+/// The header of the safetensors file `file` and where its data starts, or
+/// `None` when the header is not one this reader accepts (the caller then
+/// reads the whole file with [`Weights::from_bytes`], whose error says why):
+/// the length prefix, a header the safetensors crate parses and validates,
+/// and data that ends exactly at the end of the file.
+fn read_header(
+    file: &mut std::fs::File,
+) -> std::io::Result<Option<(u64, safetensors::tensor::Metadata)>> {
+    use std::io::Read;
+    let file_len = file.metadata()?.len();
+    let mut n = [0u8; 8];
+    if file_len < 8 {
+        return Ok(None);
+    }
+    file.read_exact(&mut n)?;
+    let n = u64::from_le_bytes(n);
+    // The header size limit of the safetensors crate.
+    if n > 100_000_000 || n > file_len - 8 {
+        return Ok(None);
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header)?;
+    let Ok(meta) = serde_json::from_slice::<safetensors::tensor::Metadata>(&header) else {
+        return Ok(None);
+    };
+    let data_start = 8 + n;
+    if data_start.checked_add(meta.data_len() as u64) != Some(file_len) {
+        return Ok(None);
+    }
+    Ok(Some((data_start, meta)))
 }
 
 /// The storage class of an element type in a weights file (see the module doc).
@@ -231,14 +418,21 @@ pub fn pack_b1(dims: &[usize], values: &[i32]) -> Result<Vec<u8>, (usize, i32)> 
     Ok(out)
 }
 
-/// Unpacks a packed b1 tensor of logical shape `dims` to ±1 values. `bytes`
-/// must hold exactly the bytes of [`packed_b1_shape`]; nonzero tail bits are
-/// an error (the row and its last byte).
-fn unpack_b1(name: &str, dims: &[usize], bytes: &[u8]) -> Result<Vec<i32>, FormatError> {
+/// The packed bytes of a packed b1 tensor of logical shape `dims` as the
+/// words of a [`TensorData::Bits`] tensor (each row's bytes read as
+/// little-endian words, the last one zero-extended). `bytes` must hold exactly
+/// the bytes of [`packed_b1_shape`]; nonzero tail bits are an error (the row
+/// and its last byte).
+fn packed_bytes_to_words(
+    name: &str,
+    dims: &[usize],
+    bytes: &[u8],
+) -> Result<Vec<u64>, FormatError> {
     let c = dims.last().copied().unwrap_or(1);
     let row_bytes = packed_row_bytes(c);
-    let n: usize = dims.iter().product();
-    let mut out = Vec::with_capacity(n);
+    let wpr = crate::tensor::b1_row_words(c);
+    let rows = bytes.len().checked_div(row_bytes).unwrap_or(0);
+    let mut out = Vec::with_capacity(rows * wpr);
     if row_bytes == 0 {
         return Ok(out);
     }
@@ -253,15 +447,28 @@ fn unpack_b1(name: &str, dims: &[usize], bytes: &[u8]) -> Result<Vec<i32>, Forma
                 used,
             });
         }
-        out.extend((0..c).map(|k| {
-            if chunk[k / 8] >> (k % 8) & 1 == 1 {
-                -1
-            } else {
-                1
-            }
+        out.extend(chunk.chunks(8).map(|w| {
+            let mut b = [0u8; 8];
+            b[..w.len()].copy_from_slice(w);
+            u64::from_le_bytes(b)
         }));
     }
     Ok(out)
+}
+
+/// The packed bytes (module doc) of [`TensorData::Bits`] words of logical
+/// shape `dims`: the first `ceil(C / 8)` bytes of each row's words.
+fn words_to_packed_bytes(dims: &[usize], words: &[u64]) -> Vec<u8> {
+    let c = dims.last().copied().unwrap_or(1);
+    let (row_bytes, wpr) = (packed_row_bytes(c), crate::tensor::b1_row_words(c));
+    if wpr == 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(words.len() / wpr * row_bytes);
+    for row in words.chunks_exact(wpr) {
+        out.extend(row.iter().flat_map(|w| w.to_le_bytes()).take(row_bytes));
+    }
+    out
 }
 
 /// The metadata value listing packed tensors: a JSON object, names sorted.
@@ -474,14 +681,13 @@ impl Weights {
         self.tensors.get(key)
     }
 
-    /// The tensor under `key`, checked against and retyped to `ty`. The stored
-    /// tensor's storage class ([`Storage`]) must be the one `ty.elem` is stored
-    /// in, except that a `b1` declaration also takes an I8 tensor (the format
-    /// before packing); its shape must be `ty`'s, and every value must be a
-    /// value of `ty.elem` (an I8 tensor declared `b1` holds only -1 and +1).
-    /// Weights have no batch dimension, so `ty` must be fully fixed.
-    pub fn get_as(&self, key: &str, ty: &TensorType) -> Result<Tensor, WeightMismatch> {
-        let t = self.tensors.get(key).ok_or(WeightMismatch::Missing)?;
+    /// Whether stored tensor `t` can be a tensor of `ty`: its storage class
+    /// ([`Storage`]) must be the one `ty.elem` is stored in, except that a
+    /// `b1` declaration also takes an I8 tensor (the format before packing);
+    /// its shape must be `ty`'s, and every value must be a value of `ty.elem`
+    /// (an I8 tensor declared `b1` holds only -1 and +1). Weights have no
+    /// batch dimension, so `ty` must be fully fixed.
+    fn check_as(t: &Tensor, ty: &TensorType) -> Result<(), WeightMismatch> {
         let stored = Storage::of(t.elem);
         let want = Storage::of(ty.elem);
         let legacy_b1 = ty.elem == ElemType::B1 && stored == Storage::I8;
@@ -499,42 +705,107 @@ impl Weights {
                 expected: ty.to_string(),
             });
         }
-        let mut out = t.clone();
-        out.elem = ty.elem;
-        if let Some((index, value)) = out.check_values() {
-            return Err(WeightMismatch::Value {
-                index,
-                value,
-                elem: ty.elem,
-            });
+        // Packed storage holds only ±1, which `b1` (the only packed type) admits.
+        if let TensorData::Int(v) = &t.data {
+            if let Some((index, &value)) = v
+                .iter()
+                .enumerate()
+                .find(|(_, &x)| !ty.elem.admits(x as i64))
+            {
+                return Err(WeightMismatch::Value {
+                    index,
+                    value: value as i64,
+                    elem: ty.elem,
+                });
+            }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// The tensor under `key`, checked against `ty` (see below) and retyped
+    /// to it; a `b1` result is packed ([`TensorData::Bits`]), also when the
+    /// file holds I8. The stored tensor's storage class ([`Storage`]) must be
+    /// the one `ty.elem` is stored in, except that a `b1` declaration also
+    /// takes an I8 tensor (the format before packing); its shape must be
+    /// `ty`'s, and every value must be a value of `ty.elem` (an I8 tensor
+    /// declared `b1` holds only -1 and +1). Weights have no batch dimension,
+    /// so `ty` must be fully fixed.
+    pub fn get_as(&self, key: &str, ty: &TensorType) -> Result<Tensor, WeightMismatch> {
+        let t = self.tensors.get(key).ok_or(WeightMismatch::Missing)?;
+        Weights::check_as(t, ty)?;
+        Ok(Weights::retype(t.clone(), ty))
+    }
+
+    /// Like [`Weights::get_as`], but moves the tensor out of the set instead
+    /// of copying it (it is gone afterwards, also when it does not match).
+    pub fn take_as(&mut self, key: &str, ty: &TensorType) -> Result<Tensor, WeightMismatch> {
+        let t = self.tensors.remove(key).ok_or(WeightMismatch::Missing)?;
+        Weights::check_as(&t, ty)?;
+        Ok(Weights::retype(t, ty))
+    }
+
+    /// `t` as a tensor of `ty` (checked by [`Weights::check_as`]): `b1` packed.
+    fn retype(mut t: Tensor, ty: &TensorType) -> Tensor {
+        t.elem = ty.elem;
+        if ty.elem == ElemType::B1 {
+            t.into_packed()
+        } else {
+            t
+        }
     }
 
     /// Parses safetensors bytes: F32, I32, I8 and U8 tensors, and U8 tensors
     /// the metadata lists as packed b1 (loaded as `b1` tensors of their logical
     /// shape). I8 tensors load as `i8`, U8 as `u8`; [`Weights::get_as`] retypes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Weights, FormatError> {
-        let (_, meta) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| FormatError::NotSafetensors(e.to_string()))?;
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| FormatError::NotSafetensors(e.to_string()))?;
+        let refused = |e: safetensors::SafeTensorError| {
+            tensor_at_fault(bytes).unwrap_or(FormatError::NotSafetensors(e.to_string()))
+        };
+        let (n, meta) = SafeTensors::read_metadata(bytes).map_err(refused)?;
+        let data = &bytes[8 + n..];
+        Weights::read_tensors(&meta, &mut |at, buf| {
+            let src = data.get(at..at + buf.len()).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "past the end")
+            })?;
+            buf.copy_from_slice(src);
+            Ok(())
+        })
+        .map_err(|e| match e {
+            LoadError::Format(e) => e,
+            // `read_metadata` checked that the data covers every tensor.
+            LoadError::Io(e) => FormatError::NotSafetensors(e.to_string()),
+        })
+    }
+
+    /// The tensors `meta` describes, each read from the data section (after
+    /// the header) by `fetch(offset, buf)`, which fills `buf` with the bytes
+    /// at `offset`. Each tensor is read in chunks straight into its storage,
+    /// so no copy of the file is held.
+    fn read_tensors(
+        meta: &safetensors::tensor::Metadata,
+        fetch: &mut dyn FnMut(usize, &mut [u8]) -> std::io::Result<()>,
+    ) -> Result<Weights, LoadError> {
         let mut packed = match meta.metadata().as_ref().and_then(|m| m.get(PACKED_B1_KEY)) {
             Some(v) => parse_packed_b1_metadata(v)?,
             None => BTreeMap::new(),
         };
         let mut w = Weights::new();
-        for (name, view) in st.tensors() {
-            let dims = view.shape().to_vec();
-            let data = view.data();
+        for name in meta.offset_keys() {
+            let Some(info) = meta.info(&name) else {
+                continue;
+            };
+            let dims = info.shape.clone();
+            let (start, end) = info.data_offsets;
+            let len = end - start;
             if let Some(logical) = packed.remove(&name) {
-                if view.dtype() != Dtype::U8 {
+                if info.dtype != Dtype::U8 {
                     return Err(FormatError::PackedDtype {
                         name,
-                        dtype: format!("{:?}", view.dtype()),
-                    });
+                        dtype: format!("{:?}", info.dtype),
+                    }
+                    .into());
                 }
-                let numel = logical
+                logical
                     .iter()
                     .try_fold(1usize, |a, &d| a.checked_mul(d))
                     .ok_or_else(|| FormatError::TooLarge {
@@ -556,49 +827,84 @@ impl Weights {
                         expected,
                         expected_bytes,
                         found: dims,
-                        found_bytes: data.len(),
-                    });
+                        found_bytes: len,
+                    }
+                    .into());
                 }
-                let values = unpack_b1(&name, &logical, data)?;
-                debug_assert_eq!(values.len(), numel);
-                w.insert(name, Tensor::int(ElemType::B1, logical, values));
+                let row_bytes = expected.last().copied().unwrap_or(1);
+                let c = logical.last().copied().unwrap_or(1);
+                let mut words = Vec::with_capacity(
+                    len.checked_div(row_bytes).unwrap_or(0) * crate::tensor::b1_row_words(c),
+                );
+                let mut row = 0;
+                stream(start, len, row_bytes, fetch, |chunk| {
+                    let more =
+                        packed_bytes_to_words(&name, &logical, chunk).map_err(|e| match e {
+                            FormatError::PackedTailBits {
+                                name,
+                                row: r,
+                                byte,
+                                used,
+                            } => FormatError::PackedTailBits {
+                                name,
+                                row: row + r,
+                                byte,
+                                used,
+                            },
+                            e => e,
+                        })?;
+                    row += chunk.len() / row_bytes.max(1);
+                    words.extend_from_slice(&more);
+                    Ok(())
+                })?;
+                w.insert(name, Tensor::b1_packed(logical, words));
                 continue;
             }
-            let t = match view.dtype() {
-                Dtype::F32 => Tensor::f32(
-                    dims,
-                    data.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                ),
-                Dtype::I32 => Tensor::int(
-                    ElemType::I32,
-                    dims,
-                    data.chunks_exact(4)
-                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                ),
-                Dtype::I8 => Tensor::int(
-                    ElemType::SInt(8),
-                    dims,
-                    data.iter().map(|&b| b as i8 as i32).collect(),
-                ),
-                Dtype::U8 => Tensor::int(
-                    ElemType::UInt(8),
-                    dims,
-                    data.iter().map(|&b| b as i32).collect(),
-                ),
+            fn le4(c: &[u8]) -> [u8; 4] {
+                [c[0], c[1], c[2], c[3]]
+            }
+            let data = match info.dtype {
+                Dtype::F32 => {
+                    let mut v = Vec::with_capacity(len / 4);
+                    stream(start, len, 4, fetch, |c| {
+                        v.extend(c.chunks_exact(4).map(|c| f32::from_le_bytes(le4(c))));
+                        Ok(())
+                    })?;
+                    TensorData::F32(v)
+                }
+                Dtype::I32 | Dtype::I8 | Dtype::U8 => {
+                    let size = if info.dtype == Dtype::I32 { 4 } else { 1 };
+                    let mut v = Vec::with_capacity(len / size);
+                    stream(start, len, size, fetch, |c| {
+                        match info.dtype {
+                            Dtype::I32 => {
+                                v.extend(c.chunks_exact(4).map(|c| i32::from_le_bytes(le4(c))))
+                            }
+                            Dtype::I8 => v.extend(c.iter().map(|&b| b as i8 as i32)),
+                            _ => v.extend(c.iter().map(|&b| b as i32)),
+                        }
+                        Ok(())
+                    })?;
+                    TensorData::Int(v)
+                }
                 other => {
                     return Err(FormatError::UnsupportedDtype {
                         name,
                         dtype: format!("{other:?}"),
-                    })
+                    }
+                    .into())
                 }
             };
-            w.insert(name, t);
+            let elem = match info.dtype {
+                Dtype::F32 => ElemType::F32,
+                Dtype::I32 => ElemType::I32,
+                Dtype::I8 => ElemType::SInt(8),
+                _ => ElemType::UInt(8),
+            };
+            w.insert(name, Tensor { elem, dims, data });
         }
         if let Some(name) = packed.into_keys().next() {
-            return Err(FormatError::PackedMissing { name });
+            return Err(FormatError::PackedMissing { name }.into());
         }
         Ok(w)
     }
@@ -691,11 +997,34 @@ impl Weights {
                         bytes,
                     }
                 }
+                (TensorData::Bits(w), Storage::PackedB1) => {
+                    t.check_storage().map_err(unstorable)?;
+                    packed.insert(name.clone(), t.dims.clone());
+                    Raw {
+                        dtype: Dtype::U8,
+                        shape: packed_b1_shape(&t.dims),
+                        bytes: words_to_packed_bytes(&t.dims, w),
+                    }
+                }
+                (TensorData::Bits(w), Storage::I8) => {
+                    t.check_storage().map_err(unstorable)?;
+                    Raw {
+                        dtype: Dtype::I8,
+                        shape: t.dims.clone(),
+                        bytes: crate::tensor::unpack_b1_words(&t.dims, w)
+                            .iter()
+                            .map(|&x| x as u8)
+                            .collect(),
+                    }
+                }
                 (TensorData::F32(_), _) => {
                     return Err(unstorable("it holds f32 data".to_string()));
                 }
                 (TensorData::Int(_), _) => {
                     return Err(unstorable("it holds integer data".to_string()));
+                }
+                (TensorData::Bits(_), _) => {
+                    return Err(unstorable("it holds packed b1 data".to_string()));
                 }
             };
             raws.push((name.clone(), raw));
@@ -710,16 +1039,33 @@ impl Weights {
             .map_err(|e| FormatError::Serialize(e.to_string()))
     }
 
-    /// Reads a safetensors file.
+    /// Reads a safetensors file: its header, then each tensor straight into
+    /// its storage (the file is never held in memory as a whole). A file
+    /// whose header the reader refuses is read whole by
+    /// [`Weights::from_bytes`] for its diagnosis.
     pub fn load(path: &Path) -> Result<Weights, crate::Error> {
-        let bytes = std::fs::read(path).map_err(|source| crate::Error::Io {
+        let io = |source| crate::Error::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        Weights::from_bytes(&bytes).map_err(|e| crate::Error::Weights {
+        };
+        let format = |e: FormatError| crate::Error::Weights {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        if let Some((data_start, meta)) = read_header(&mut file).map_err(io)? {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut fetch = |at: usize, buf: &mut [u8]| {
+                file.seek(SeekFrom::Start(data_start + at as u64))?;
+                file.read_exact(buf)
+            };
+            return Weights::read_tensors(&meta, &mut fetch).map_err(|e| match e {
+                LoadError::Format(e) => format(e),
+                LoadError::Io(e) => io(e),
+            });
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        Weights::from_bytes(&bytes).map_err(format)
     }
 
     /// Writes a safetensors file (`b1` packed).
@@ -727,13 +1073,14 @@ impl Weights {
         self.save_with(path, B1Storage::Packed)
     }
 
-    /// Writes a safetensors file with `b1` tensors stored as `b1` says.
+    /// Writes a safetensors file with `b1` tensors stored as `b1` says,
+    /// atomically ([`crate::files::write_atomic`]).
     pub fn save_with(&self, path: &Path, b1: B1Storage) -> Result<(), crate::Error> {
         let bytes = self.to_bytes_with(b1).map_err(|e| crate::Error::Weights {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        std::fs::write(path, bytes).map_err(|source| crate::Error::Io {
+        crate::files::write_atomic(path, &bytes).map_err(|source| crate::Error::Write {
             path: path.to_path_buf(),
             source,
         })
@@ -1008,6 +1355,78 @@ mod tests {
             "packed b1 tensor `w`: row 1 has nonzero unused bits in its last byte (0x03; \
              only the low 1 bits hold elements)"
         );
+    }
+
+    /// `bytes` written to a fresh file, loaded by [`Weights::load`].
+    fn load_file(name: &str, bytes: &[u8]) -> Result<Weights, crate::Error> {
+        let dir = std::env::temp_dir().join(format!("bnnc-weights-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("w.safetensors");
+        std::fs::write(&path, bytes).unwrap();
+        let w = Weights::load(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+        w
+    }
+
+    #[test]
+    fn a_file_streams_into_the_tensors_from_bytes_gives() {
+        // Rows of 250 bytes: the packed tensor spans two 64 KiB chunks.
+        let mut w = Weights::new();
+        w.insert(
+            "b",
+            Tensor::int(ElemType::B1, vec![300, 2000], pattern(600_000, 3)),
+        );
+        w.insert(
+            "f",
+            Tensor::f32(
+                vec![3, 50_000],
+                (0..150_000).map(|i| i as f32 * 0.5).collect(),
+            ),
+        );
+        w.insert("i", Tensor::int(ElemType::I32, vec![2], vec![-7, 1 << 30]));
+        w.insert(
+            "s",
+            Tensor::int(ElemType::SInt(8), vec![3], vec![-128, 0, 127]),
+        );
+        w.insert("u", Tensor::int(ElemType::UInt(8), vec![2], vec![0, 255]));
+        let bytes = w.to_bytes().unwrap();
+        let loaded = load_file("stream", &bytes).unwrap();
+        assert_eq!(loaded, w);
+        assert_eq!(loaded, Weights::from_bytes(&bytes).unwrap());
+        assert!(loaded.get("b").unwrap().as_bits().is_some());
+    }
+
+    #[test]
+    fn tail_bits_in_a_later_chunk_name_their_row() {
+        // C = 9: two bytes per row, 32768 rows per chunk; row 40000 is in the second.
+        let rows = 50_000;
+        let mut data = vec![0u8; rows * 2];
+        data[40_000 * 2 + 1] = 2;
+        let bytes = raw_file(
+            &[("w", Dtype::U8, &[rows, 2], &data)],
+            Some(r#"{"w":[50000,9]}"#),
+        );
+        let want = "packed b1 tensor `w`: row 40000 has nonzero unused bits in its last byte \
+                    (0x02; only the low 1 bits hold elements)";
+        assert_eq!(load_err(&bytes), want);
+        let e = load_file("tail", &bytes).unwrap_err().to_string();
+        assert!(e.ends_with(want), "{e}");
+    }
+
+    #[test]
+    fn a_file_the_reader_refuses_is_diagnosed_as_from_bytes_does() {
+        let good = raw_file(&[("w", Dtype::F32, &[2], &[0; 8])], None);
+        let mut long = good.clone();
+        long.push(0);
+        for (name, bytes) in [
+            ("garbage", b"not safetensors".to_vec()),
+            ("empty", Vec::new()),
+            ("long", long),
+            ("short", good[..good.len() - 1].to_vec()),
+        ] {
+            let e = load_file(name, &bytes).unwrap_err().to_string();
+            assert!(e.ends_with(&load_err(&bytes)), "{name}: {e}");
+        }
     }
 
     #[test]

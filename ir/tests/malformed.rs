@@ -99,25 +99,153 @@ malformed! {
     table_needs_lo: "model m\ninput x: i32[N, 4]\nt = [1, -1, 1]: b1[1, 3]\ny = table(x, t)\noutput y\n";
     fill_value_not_of_type: &with_head("y = fill(x, value=0, to=b1)\noutput y\n");
     fill_needs_to: &with_head("y = fill(x, value=1)\noutput y\n");
+    model_named_output: "model output\ninput x: f32[N, 8]\noutput x\n";
+    model_named_input: "model input\ninput x: f32[N, 8]\noutput x\n";
+    model_named_weights: "model weights\ninput x: f32[N, 8]\noutput x\n";
+    control_characters_in_key: &with_head("w = @\"fc\x1b[2J\u{7}\r\": f32[4, 8]\ny = dense(x, w)\noutput y\n");
+    control_characters_in_string: "model m\ninput \"x\x1b[31m\": f32[N, 8]\noutput x\n";
+    bidi_control_in_key: &with_head("w = @\"fc\u{202e}kcab\": f32[4, 8]\ny = dense(x, w)\noutput y\n");
+}
+
+/// The diagnostic of model bytes that are not UTF-8, as `bad.ir` renders it.
+fn utf8_error_of(bytes: &[u8]) -> String {
+    let diag = bnnc_ir::text::decode(bytes).unwrap_err();
+    diag.render("bad.ir")
 }
 
 #[test]
-fn missing_weights_file_is_an_io_error_not_a_panic() {
-    let dir = std::env::temp_dir().join(format!("bnnc-malformed-{}", std::process::id()));
+fn invalid_utf8_in_a_comment() {
+    let msg =
+        utf8_error_of(b"model m\ninput x: f32[N, 8]\ny = relu(x) # caf\xe9 au lait\noutput y\n");
+    insta::assert_snapshot!("invalid_utf8_in_a_comment", msg);
+}
+
+#[test]
+fn invalid_utf8_after_multibyte_characters() {
+    // Columns count characters: `é` and `✓` before the bad byte are one each.
+    let msg = utf8_error_of(
+        "model m\n# é✓ \u{0}"
+            .as_bytes()
+            .iter()
+            .chain(b"\xff\xfe")
+            .copied()
+            .collect::<Vec<u8>>()
+            .as_slice(),
+    );
+    insta::assert_snapshot!("invalid_utf8_after_multibyte_characters", msg);
+}
+
+#[test]
+fn invalid_utf8_cut_at_the_end() {
+    let msg = utf8_error_of(b"model m\n# \xe2\x9c");
+    insta::assert_snapshot!("invalid_utf8_cut_at_the_end", msg);
+}
+
+#[test]
+fn invalid_utf8_in_a_file() {
+    let dir = scratch("utf8");
+    let p = dir.join("bad.ir");
+    std::fs::write(&p, b"model m\ninput x: f\xf332[N, 8]\noutput x\n").unwrap();
+    let e = Model::load(&p).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}:2:11: error: invalid UTF-8: byte 0xf3 is not UTF-8; model files are UTF-8 text",
+            p.display()
+        )
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A fresh folder for one test.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bnnc-malformed-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Loads `m.ir` (`HEAD` and a dense over `@w`) from a folder holding
+/// `weights` as `m.safetensors` (none for `None`); the error with the
+/// folder written `DIR`.
+fn weights_error_of(name: &str, weights: Option<&[u8]>) -> String {
+    let dir = scratch(name);
     let p = dir.join("m.ir");
     std::fs::write(
         &p,
         with_head("w = @w: f32[4, 8]\ny = dense(x, w)\noutput y\n"),
     )
     .unwrap();
+    if let Some(bytes) = weights {
+        std::fs::write(dir.join("m.safetensors"), bytes).unwrap();
+    }
     let e = Model::load(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("m.safetensors") && e.contains("cannot read"),
-        "{e}"
-    );
-    std::fs::write(dir.join("m.safetensors"), b"garbage").unwrap();
-    let e = Model::load(&p).unwrap_err().to_string();
-    assert!(e.contains("not a safetensors file"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
+    e.replace(dir.to_str().unwrap(), "DIR")
+}
+
+/// A safetensors file of one header and `data` bytes of data.
+fn safetensors(header: &str, data: usize) -> Vec<u8> {
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(header.as_bytes());
+    b.extend(std::iter::repeat_n(0u8, data));
+    b
+}
+
+#[test]
+fn missing_weights_file() {
+    insta::assert_snapshot!("missing_weights_file", weights_error_of("missing", None));
+}
+
+#[test]
+fn weights_file_not_safetensors() {
+    insta::assert_snapshot!(
+        "weights_file_not_safetensors",
+        weights_error_of("garbage", Some(b"garbage"))
+    );
+}
+
+#[test]
+fn weights_file_truncated_names_the_tensor() {
+    let h = r#"{"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[4,8],"data_offsets":[8,136]}}"#;
+    insta::assert_snapshot!(
+        "weights_file_truncated_names_the_tensor",
+        weights_error_of("truncated", Some(&safetensors(h, 100)))
+    );
+}
+
+#[test]
+fn weights_file_longer_than_its_tensors() {
+    let h = r#"{"w":{"dtype":"F32","shape":[4,8],"data_offsets":[0,128]}}"#;
+    insta::assert_snapshot!(
+        "weights_file_longer_than_its_tensors",
+        weights_error_of("long", Some(&safetensors(h, 130)))
+    );
+}
+
+#[test]
+fn weights_file_offsets_do_not_fit_the_shape() {
+    let h = r#"{"w":{"dtype":"F32","shape":[4,8],"data_offsets":[0,64]}}"#;
+    insta::assert_snapshot!(
+        "weights_file_offsets_do_not_fit_the_shape",
+        weights_error_of("offsets", Some(&safetensors(h, 64)))
+    );
+}
+
+#[test]
+fn weights_file_unknown_dtype() {
+    let h = r#"{"w":{"dtype":"F33","shape":[4,8],"data_offsets":[0,128]}}"#;
+    insta::assert_snapshot!(
+        "weights_file_unknown_dtype",
+        weights_error_of("dtype", Some(&safetensors(h, 128)))
+    );
+}
+
+#[test]
+fn weights_file_gap_between_tensors() {
+    let h = r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"w\n\u001b[2J":{"dtype":"F32","shape":[4,8],"data_offsets":[8,136]}}"#;
+    insta::assert_snapshot!(
+        "weights_file_gap_between_tensors",
+        weights_error_of("gap", Some(&safetensors(h, 136)))
+    );
 }

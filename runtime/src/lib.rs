@@ -3,23 +3,33 @@
 //! The interpreter is the single written-down meaning of every [`Op`]: each op's
 //! doc comment in `bnnc_ir::op` is implemented literally by one function in
 //! [`ops`], on the numeric values of the element types (a `b1` element is -1 or
-//! +1, never a bit). Every compiled path is tested against it.
+//! +1, never a bit; an operand stored packed is unpacked for the op that reads
+//! it). Every compiled path is tested against it.
 //!
 //! - [`run`] evaluates a [`Model`] and returns its outputs;
 //! - [`run_all`] returns every value, indexed by [`ValueId`];
+//! - [`memory_needed`]: what a run allocates at once;
 //! - [`ops`] holds one function per op, usable on their own (e.g. by the trainer);
-//! - [`inputs`]: random inputs of a model's declared types (`bnnc run --random`).
+//! - [`inputs`]: random inputs of a model's declared types (`bnnc run --random`);
+//! - [`mem`]: the memory budget of a run and fallible allocation.
 //!
 //! Input tensors are checked against the model's declared input types before
-//! anything is computed; no input makes the interpreter panic. Cases a verified
-//! model cannot reach (an operand of an impossible type or shape) are reported as
+//! anything is computed; no input makes the interpreter panic. A run that
+//! needs more memory than it may use ([`mem::budget`]), or whose allocation
+//! fails, is a [`RunError::OutOfMemory`]. Inputs and the model's constants are
+//! read in place, never copied. Cases a verified model cannot reach (an
+//! operand of an impossible type or shape) are reported as
 //! [`RunError::Internal`] naming the node.
 
 pub mod inputs;
+pub mod mem;
 pub mod ops;
 
-use bnnc_ir::{Dim, ElemType, Model, Op, Tensor, TensorData, TensorType, ValueId};
+use std::borrow::Cow;
 
+use bnnc_ir::{Dim, ElemType, Model, Op, Tensor, TensorType, ValueId};
+
+pub use mem::OutOfMemory;
 pub use ops::OpError;
 
 /// Why a model could not be run on the given inputs.
@@ -79,6 +89,10 @@ pub enum RunError {
         first_name: String,
         expected: usize,
     },
+    /// The run needs more memory than it may use ([`mem::budget`]), or an
+    /// allocation failed; nothing was computed, or what was is dropped.
+    #[error(transparent)]
+    OutOfMemory(#[from] OutOfMemory),
     /// Something a verified model cannot produce (an operand of an impossible
     /// type or shape, a model whose tables disagree with its graph). A bug in the
     /// verifier or the caller, never in the input tensors.
@@ -95,10 +109,13 @@ pub enum RunError {
 ///
 /// The batch size `N` is the first dimension of the first batched input (0 is
 /// allowed); a model without batched inputs runs with `N = 1` wherever `N`
-/// would appear. Intermediate values are freed after their last use.
+/// would appear. Intermediate values are freed after their last use. Before
+/// anything is computed, the memory the run needs ([`memory_needed`]) is
+/// checked against [`mem::budget`]; that, and any allocation that fails, is a
+/// [`RunError::OutOfMemory`].
 pub fn run(model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
     let values = evaluate(model, inputs, false)?;
-    collect_outputs(model, &values)
+    collect_outputs(model, values)
 }
 
 /// Runs `model` on `inputs` like [`run`], but returns every value of the graph,
@@ -110,7 +127,7 @@ pub fn run_all(model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            v.ok_or_else(|| {
+            v.map(Cow::into_owned).ok_or_else(|| {
                 internal(
                     model,
                     ValueId(i as u32),
@@ -119,6 +136,82 @@ pub fn run_all(model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError
             })
         })
         .collect()
+}
+
+/// The bytes the interpreter allocates at once to run `model` at `batch`
+/// ([`run`]; with `keep_all`, [`run_all`]): the largest, over the nodes in
+/// order, of the values alive before the node (computed, and read later or
+/// outputs) plus the node's result and its temporaries (a copy of an
+/// operand unpacked from packed `b1`, and one of an integer operand of an
+/// op with an `f32` result, converted to f32). Every value takes 4 bytes per
+/// element. The inputs and the model's constants are not counted: they are
+/// held already. `None` when the count overflows.
+pub fn memory_needed(model: &Model, batch: usize, keep_all: bool) -> Option<u64> {
+    let g = &model.graph;
+    let n = g.nodes.len();
+    let bytes = |v: ValueId| -> Option<u64> {
+        let ty = model.types.get(v.index())?;
+        let numel = checked_dims(ty, batch)?
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64))?;
+        numel.checked_mul(4)
+    };
+    let last_use = last_uses(model);
+    let (mut live, mut peak) = (0u64, 0u64);
+    let mut held = vec![0u64; n];
+    for (i, node) in g.nodes.iter().enumerate() {
+        if matches!(node.op, Op::Input(_) | Op::Weight { .. } | Op::Const { .. }) {
+            continue;
+        }
+        let v = ValueId(i as u32);
+        let mut temps = 0u64;
+        let f32_result = model.types.get(i)?.elem == ElemType::F32;
+        for &inp in &node.inputs {
+            let packed = model
+                .consts
+                .get(inp.index())
+                .and_then(Option::as_ref)
+                .is_some_and(|t| t.as_bits().is_some());
+            let converted = f32_result && model.types.get(inp.index())?.elem != ElemType::F32;
+            let copies = u64::from(packed) + u64::from(converted);
+            temps = temps.checked_add(bytes(inp)?.checked_mul(copies)?)?;
+        }
+        let out = bytes(v)?;
+        peak = peak.max(live.checked_add(out)?.checked_add(temps)?);
+        held[i] = out;
+        live = live.checked_add(out)?;
+        if !keep_all {
+            for &inp in &node.inputs {
+                if last_use.get(inp.index()) == Some(&i) {
+                    live -= std::mem::take(&mut held[inp.index()]);
+                }
+            }
+            if last_use[i] == i {
+                live -= std::mem::take(&mut held[i]);
+            }
+        }
+    }
+    Some(peak)
+}
+
+/// The index of the last node reading each value (`usize::MAX` for outputs;
+/// a value's own index when nothing reads it).
+fn last_uses(model: &Model) -> Vec<usize> {
+    let g = &model.graph;
+    let mut last_use: Vec<usize> = (0..g.nodes.len()).collect();
+    for (i, node) in g.nodes.iter().enumerate() {
+        for &inp in &node.inputs {
+            if let Some(l) = last_use.get_mut(inp.index()) {
+                *l = (*l).max(i);
+            }
+        }
+    }
+    for &o in &g.outputs {
+        if let Some(l) = last_use.get_mut(o.index()) {
+            *l = usize::MAX;
+        }
+    }
+    last_use
 }
 
 /// The batch size the given inputs imply for `model` (1 when no input is batched),
@@ -197,29 +290,7 @@ pub fn check_inputs(model: &Model, inputs: &[Tensor]) -> Result<usize, RunError>
 
 /// Checks that a tensor's storage matches its element type and its dims.
 fn check_storage(t: &Tensor) -> Result<(), String> {
-    let numel = t
-        .dims
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("dims {:?} overflow the address space", t.dims))?;
-    let (len, is_f32) = match &t.data {
-        TensorData::F32(v) => (v.len(), true),
-        TensorData::Int(v) => (v.len(), false),
-    };
-    if is_f32 != (t.elem == ElemType::F32) {
-        return Err(format!(
-            "element type {} stored as {} data",
-            t.elem,
-            if is_f32 { "f32" } else { "integer" }
-        ));
-    }
-    if len != numel {
-        return Err(format!(
-            "{len} elements stored, but dims {:?} need {numel}",
-            t.dims
-        ));
-    }
-    Ok(())
+    t.check_storage()
 }
 
 fn internal(model: &Model, v: ValueId, message: String) -> RunError {
@@ -231,12 +302,13 @@ fn internal(model: &Model, v: ValueId, message: String) -> RunError {
 }
 
 /// Evaluates every node in order. With `keep_all == false`, a value is dropped
-/// after its last user (outputs are kept).
-fn evaluate(
-    model: &Model,
-    inputs: &[Tensor],
+/// after its last user (outputs are kept). Inputs and constants are borrowed,
+/// computed values owned.
+fn evaluate<'a>(
+    model: &'a Model,
+    inputs: &'a [Tensor],
     keep_all: bool,
-) -> Result<Vec<Option<Tensor>>, RunError> {
+) -> Result<Vec<Option<Cow<'a, Tensor>>>, RunError> {
     let g = &model.graph;
     let n = g.nodes.len();
     if model.types.len() != n || model.consts.len() != n {
@@ -251,23 +323,14 @@ fn evaluate(
         });
     }
     let batch = check_inputs(model, inputs)?;
+    mem::check(
+        memory_needed(model, batch, keep_all),
+        &format!("batch {batch}"),
+        "for the interpreter's values",
+    )?;
+    let last_use = last_uses(model);
 
-    // The last node using each value (outputs live to the end).
-    let mut last_use: Vec<usize> = (0..n).collect();
-    for (i, node) in g.nodes.iter().enumerate() {
-        for &inp in &node.inputs {
-            if let Some(l) = last_use.get_mut(inp.index()) {
-                *l = (*l).max(i);
-            }
-        }
-    }
-    for &o in &g.outputs {
-        if let Some(l) = last_use.get_mut(o.index()) {
-            *l = usize::MAX;
-        }
-    }
-
-    let mut values: Vec<Option<Tensor>> = vec![None; n];
+    let mut values: Vec<Option<Cow<'a, Tensor>>> = vec![None; n];
     let mut next_input = inputs.iter();
     for (i, node) in g.nodes.iter().enumerate() {
         let v = ValueId(i as u32);
@@ -279,24 +342,25 @@ fn evaluate(
                 format!("{ty} at batch {batch} has more elements than fit in memory"),
             )
         })?;
-        let result = match &node.op {
-            Op::Input(_) => next_input
-                .next()
-                .cloned()
-                .ok_or_else(|| internal(model, v, "missing input".to_string()))?,
+        let result: Cow<'a, Tensor> = match &node.op {
+            Op::Input(_) => Cow::Borrowed(
+                next_input
+                    .next()
+                    .ok_or_else(|| internal(model, v, "missing input".to_string()))?,
+            ),
             Op::Weight { .. } | Op::Const { .. } => {
                 let t = model.consts[i]
-                    .clone()
+                    .as_ref()
                     .ok_or_else(|| internal(model, v, "constant was not resolved".to_string()))?;
-                check_storage(&t).map_err(|m| internal(model, v, m))?;
-                t
+                check_storage(t).map_err(|m| internal(model, v, m))?;
+                Cow::Borrowed(t)
             }
             op => {
                 let mut args = Vec::with_capacity(node.inputs.len());
                 for &inp in &node.inputs {
                     let t = values
                         .get(inp.index())
-                        .and_then(|t| t.as_ref())
+                        .and_then(|t| t.as_deref())
                         .filter(|_| inp.index() < i)
                         .ok_or_else(|| {
                             internal(
@@ -307,7 +371,17 @@ fn evaluate(
                         })?;
                     args.push(t);
                 }
-                ops::eval(op, &args).map_err(|e| internal(model, v, e.0))?
+                match ops::eval(op, &args) {
+                    Ok(t) => Cow::Owned(t),
+                    Err(OpError::Invalid(m)) => return Err(internal(model, v, m)),
+                    Err(OpError::Alloc(e)) => {
+                        return Err(RunError::OutOfMemory(OutOfMemory::alloc_failed(
+                            format!("batch {batch}"),
+                            format!("for value `{}`", node.name),
+                            e,
+                        )))
+                    }
+                }
             }
         };
         if result.elem != ty.elem || result.dims != want {
@@ -350,15 +424,20 @@ fn checked_dims(ty: &TensorType, batch: usize) -> Option<Vec<usize>> {
     Some(dims)
 }
 
-fn collect_outputs(model: &Model, values: &[Option<Tensor>]) -> Result<Vec<Tensor>, RunError> {
+fn collect_outputs(
+    model: &Model,
+    mut values: Vec<Option<Cow<'_, Tensor>>>,
+) -> Result<Vec<Tensor>, RunError> {
     model
         .graph
         .outputs
         .iter()
         .map(|&o| {
+            // The verifier refuses an output listed twice, so each is taken once.
             values
-                .get(o.index())
-                .and_then(|t| t.clone())
+                .get_mut(o.index())
+                .and_then(Option::take)
+                .map(Cow::into_owned)
                 .ok_or_else(|| internal(model, o, "output was not computed".to_string()))
         })
         .collect()

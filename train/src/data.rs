@@ -16,6 +16,14 @@
 //! bytes), that image and label counts agree, and that every label is a class
 //! index below [`IDX_CLASSES`]. Any violation is a [`DataError`] naming the file.
 //!
+//! Memory is bounded by what the header says and the file can hold: before
+//! anything is allocated, an uncompressed payload must be exactly as long as
+//! the file's remaining bytes, and a gzip payload no longer than
+//! [`GZIP_MAX_RATIO`] times the compressed file (deflate cannot expand more);
+//! the payload is then read into one buffer of exactly its size, allocated
+//! fallibly. [`load_idx_dir_limit`] reads only the first items: it decompresses
+//! nothing past them (so the rest of a gzip file is not checked).
+//!
 //! [`Dataset::batch`] turns a list of item indices into an `f32` [`Tensor`] of
 //! pixels scaled to `[0, 1]`; [`epoch_order`] gives the reproducible shuffle of
 //! each epoch.
@@ -36,6 +44,10 @@ pub const IDX_LABELS_MAGIC: u32 = 0x0000_0801;
 /// Number of classes of the IDX datasets read here (MNIST digits 0-9, the ten
 /// Fashion-MNIST garment classes): every label must be below this.
 pub const IDX_CLASSES: usize = 10;
+
+/// The largest factor by which a gzip (deflate) stream expands: a payload a
+/// header claims beyond this many times the compressed file size is refused.
+pub const GZIP_MAX_RATIO: u64 = 1032;
 
 /// Which half of a dataset to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -131,6 +143,13 @@ pub enum DataError {
         label: u8,
         classes: usize,
     },
+    /// The payload's buffer could not be allocated.
+    #[error("{path}: cannot allocate {} for the payload", bnnc_runtime::mem::human_bytes(*bytes as u64))]
+    Memory { path: PathBuf, bytes: usize },
+    /// A batch's pixels could not be allocated (`bytes` is `usize::MAX` when
+    /// their count overflows).
+    #[error("cannot allocate {} for a batch of {batch} images", bnnc_runtime::mem::human_bytes(*bytes as u64))]
+    BatchMemory { batch: usize, bytes: usize },
     /// A batch index is not an item of the dataset.
     #[error("batch index {index} out of range for a dataset of {n} items")]
     IndexOutOfRange { index: usize, n: usize },
@@ -174,18 +193,32 @@ pub struct Dataset {
 /// otherwise every check listed in the module doc, each naming the offending file.
 /// `classes` of the result is [`IDX_CLASSES`].
 pub fn load_idx_dir(dir: &Path, split: Split) -> Result<Dataset, DataError> {
+    load_idx_dir_limit(dir, split, None)
+}
+
+/// [`load_idx_dir`], keeping only the first `limit` items (all with `None`):
+/// only their bytes are read and decompressed. The headers, the image and
+/// label counts and the kept labels are checked as by [`load_idx_dir`]; the
+/// length of an uncompressed payload is checked against the file size, but
+/// the unread rest of a gzip file is not checked.
+pub fn load_idx_dir_limit(
+    dir: &Path,
+    split: Split,
+    limit: Option<usize>,
+) -> Result<Dataset, DataError> {
     let images_path = find_file(dir, split, "images", "idx3")?;
     let labels_path = find_file(dir, split, "labels", "idx1")?;
-    let (n_images, rows, cols, images) = read_images(&images_path)?;
-    let labels = read_labels(&labels_path)?;
-    if labels.len() != n_images {
+    let (n_images, rows, cols, images) = read_images(&images_path, limit)?;
+    let (n_labels, labels) = read_labels(&labels_path, limit)?;
+    if n_labels != n_images {
         return Err(DataError::CountMismatch {
             images: images_path,
             n_images,
             labels: labels_path,
-            n_labels: labels.len(),
+            n_labels,
         });
     }
+    let n_images = labels.len();
     if let Some((index, &label)) = labels
         .iter()
         .enumerate()
@@ -243,6 +276,10 @@ fn find_file(
 struct IdxReader {
     path: PathBuf,
     gz: bool,
+    /// The size of the file on disk.
+    file_len: u64,
+    /// Decompressed bytes read so far.
+    read: u64,
     inner: Box<dyn Read>,
 }
 
@@ -253,6 +290,13 @@ impl IdxReader {
             source,
         })?;
         let gz = path.extension().is_some_and(|e| e == "gz");
+        let file_len = file
+            .metadata()
+            .map_err(|source| DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
         let buf = BufReader::new(file);
         let inner: Box<dyn Read> = if gz {
             Box::new(MultiGzDecoder::new(buf))
@@ -262,6 +306,8 @@ impl IdxReader {
         Ok(IdxReader {
             path: path.to_path_buf(),
             gz,
+            file_len,
+            read: 0,
             inner,
         })
     }
@@ -282,12 +328,28 @@ impl IdxReader {
         }
     }
 
-    /// Reads up to `limit` bytes (fewer only at end of stream).
+    /// Reads up to `limit` bytes (fewer only at end of stream), `limit` small.
     fn read_up_to(&mut self, limit: usize) -> Result<Vec<u8>, DataError> {
-        let mut out = Vec::new();
-        let r = (&mut self.inner).take(limit as u64).read_to_end(&mut out);
-        r.map_err(|e| self.error(e))?;
+        let mut out = vec![0; limit];
+        let n = self.fill(&mut out)?;
+        out.truncate(n);
         Ok(out)
+    }
+
+    /// Fills `buf` from the stream; the bytes read (fewer than `buf.len()` only
+    /// at end of stream).
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, DataError> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.inner.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        self.read += n as u64;
+        Ok(n)
     }
 
     /// Reads the header of `words` big-endian u32s, checking the magic (the first
@@ -325,22 +387,59 @@ impl IdxReader {
             .collect())
     }
 
-    /// Reads exactly `len` payload bytes and checks that nothing follows.
-    fn payload(&mut self, len: usize) -> Result<Vec<u8>, DataError> {
-        let data = self.read_up_to(len.saturating_add(1))?;
-        if data.len() != len {
-            return Err(DataError::PayloadSize {
+    /// Reads the first `keep` bytes of a payload of `len` bytes (`keep <= len`)
+    /// after checking that the file can hold `len` (see the module doc), into
+    /// a buffer of exactly `keep` bytes; when `keep == len`, also checks that
+    /// nothing follows.
+    fn payload(&mut self, len: usize, keep: usize) -> Result<Vec<u8>, DataError> {
+        let path = self.path.clone();
+        let size = |found: u64| DataError::PayloadSize {
+            path: path.clone(),
+            expected: len,
+            found: usize::try_from(found).unwrap_or(usize::MAX),
+        };
+        if self.gz {
+            if len as u64 > self.file_len.saturating_mul(GZIP_MAX_RATIO) {
+                return Err(DataError::BadHeader {
+                    path: self.path.clone(),
+                    message: format!(
+                        "the header promises {len} bytes of data, more than the {} bytes of \
+                         this gzip file can hold ({GZIP_MAX_RATIO} times its size)",
+                        self.file_len
+                    ),
+                });
+            }
+        } else {
+            let left = self.file_len.saturating_sub(self.read);
+            if left != len as u64 {
+                // As a full read would count: at most one trailing byte.
+                return Err(size(left.min(len as u64 + 1)));
+            }
+        }
+        let mut data = Vec::new();
+        data.try_reserve_exact(keep)
+            .map_err(|_| DataError::Memory {
                 path: self.path.clone(),
-                expected: len,
-                found: data.len(),
-            });
+                bytes: keep,
+            })?;
+        data.resize(keep, 0);
+        let n = self.fill(&mut data)?;
+        if n < keep {
+            return Err(size(n as u64));
+        }
+        if keep == len && self.fill(&mut [0u8])? != 0 {
+            return Err(size(len as u64 + 1));
         }
         Ok(data)
     }
 }
 
-/// Reads an IDX image file: `(count, rows, cols, pixels)`.
-fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
+/// Reads an IDX image file: `(count, rows, cols, pixels)`, the pixels of the
+/// first `limit` images only (all with `None`); `count` is the header's.
+fn read_images(
+    path: &Path,
+    limit: Option<usize>,
+) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
     let mut r = IdxReader::open(path)?;
     let h = r.header(4, IDX_IMAGES_MAGIC, "image")?;
     let (n, rows, cols) = (h[1] as usize, h[2] as usize, h[3] as usize);
@@ -357,15 +456,19 @@ fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), DataError>
             path: path.to_path_buf(),
             message: format!("{n} images of {rows}x{cols} overflow the address space"),
         })?;
-    let pixels = r.payload(len)?;
+    let keep = n.min(limit.unwrap_or(usize::MAX)) * rows * cols;
+    let pixels = r.payload(len, keep)?;
     Ok((n, rows, cols, pixels))
 }
 
-/// Reads an IDX label file: one byte per item.
-fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
+/// Reads an IDX label file: `(count, labels)`, the labels of the first `limit`
+/// items only (all with `None`); `count` is the header's.
+fn read_labels(path: &Path, limit: Option<usize>) -> Result<(usize, Vec<u8>), DataError> {
     let mut r = IdxReader::open(path)?;
     let h = r.header(2, IDX_LABELS_MAGIC, "label")?;
-    r.payload(h[1] as usize)
+    let n = h[1] as usize;
+    let labels = r.payload(n, n.min(limit.unwrap_or(usize::MAX)))?;
+    Ok((n, labels))
 }
 
 impl Dataset {
@@ -376,7 +479,8 @@ impl Dataset {
     /// dims must be `rows * cols` (e.g. `[B, 784]`, `[B, 28, 28, 1]`, `[B, 1, 28, 28]`:
     /// the bytes are laid out image-major, row-major, whatever the dims).
     /// Errors: [`DataError::BatchDims`] for dims that do not fit,
-    /// [`DataError::IndexOutOfRange`] for an index `>= n`.
+    /// [`DataError::IndexOutOfRange`] for an index `>= n`,
+    /// [`DataError::BatchMemory`] when the tensor cannot be allocated.
     pub fn batch(&self, idx: &[usize], dims: &[usize]) -> Result<Tensor, DataError> {
         let image = self.rows * self.cols;
         let bad = |why| DataError::BatchDims {
@@ -396,7 +500,17 @@ impl Dataset {
         if per_item != Some(image) {
             return Err(bad("the non-batch dims do not multiply to rows*cols"));
         }
-        let mut data = Vec::with_capacity(idx.len() * image);
+        let no_memory = |bytes| DataError::BatchMemory {
+            batch: idx.len(),
+            bytes,
+        };
+        let n = idx
+            .len()
+            .checked_mul(image)
+            .ok_or_else(|| no_memory(usize::MAX))?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(n)
+            .map_err(|_| no_memory(n.saturating_mul(4)))?;
         for &i in idx {
             if i >= self.n {
                 return Err(DataError::IndexOutOfRange {
@@ -535,5 +649,21 @@ mod tests {
         let s = d.subset(1);
         assert_eq!((s.n, s.images.len(), s.labels.clone()), (1, 4, vec![3]));
         assert_eq!(d.subset(10), d);
+    }
+
+    #[test]
+    fn a_batch_too_large_to_allocate_is_an_error() {
+        // Images of 2^62 pixels: two of them are 2^63 f32, which no allocator
+        // gives (checked before any index is read).
+        let d = Dataset {
+            images: Vec::new(),
+            labels: Vec::new(),
+            n: 0,
+            rows: 1 << 31,
+            cols: 1 << 31,
+            classes: 10,
+        };
+        let e = d.batch(&[0, 0], &[2, 1 << 62]).unwrap_err();
+        assert!(matches!(e, DataError::BatchMemory { batch: 2, .. }), "{e}");
     }
 }

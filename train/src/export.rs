@@ -222,7 +222,8 @@ pub fn text(exported: &Exported, source: &Path) -> String {
 
 /// Exports the model at `source` to `out` (an `.ir` path) and its weights to
 /// `out` with the extension `.safetensors`, which the written model names.
-/// Refuses to overwrite the source model or its weights file.
+/// Refuses to overwrite the source model or its weights file. Each file is
+/// written atomically ([`bnnc_ir::files::write_atomic`]), the weights first.
 pub fn export_to(source: &Path, out: &Path) -> Result<Written, ExportError> {
     let model = Model::load(source)?;
     let weights_path = out.with_extension("safetensors");
@@ -251,9 +252,9 @@ pub fn export_to(source: &Path, out: &Path) -> Result<Written, ExportError> {
     let exported = export(&model, out, &weights_file)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| ExportError::Model(bnnc_ir::Error::Io { path, source })
+        move |source| ExportError::Model(bnnc_ir::Error::Write { path, source })
     };
-    std::fs::write(out, text(&exported, source)).map_err(io(out))?;
+    // The weights first, so the model text never names a file not written.
     let written_weights = match &exported.model.graph.weights {
         Some(_) => {
             exported.weights.save(&weights_path)?;
@@ -261,6 +262,7 @@ pub fn export_to(source: &Path, out: &Path) -> Result<Written, ExportError> {
         }
         None => None,
     };
+    bnnc_ir::files::write_atomic(out, text(&exported, source).as_bytes()).map_err(io(out))?;
     let size = |p: &Path| std::fs::metadata(p).ok().map(|m| m.len());
     Ok(Written {
         original_weights_bytes: source_weights.as_deref().and_then(size),

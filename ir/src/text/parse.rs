@@ -152,9 +152,19 @@ impl Parser {
             return match &first.tok {
                 Tok::Ident(k) if k == "model" && !is_def => {
                     c.next();
-                    let (name, _) = c.ident("the model's name after `model`")?;
+                    let (name, loc) = c.ident("the model's name after `model`")?;
+                    if KEYWORDS.contains(&name.as_str()) {
+                        return Err(Diagnostic::new(
+                            loc,
+                            format!(
+                                "`{name}` is a reserved word ({}) and cannot name a model",
+                                KEYWORDS.join(", ")
+                            ),
+                        ));
+                    }
                     c.end_of_line()?;
                     self.graph.name = name;
+                    self.graph.name_loc = loc;
                     self.have_model = true;
                     Ok(())
                 }
@@ -183,10 +193,11 @@ impl Parser {
                 match c.next() {
                     Some(Token {
                         tok: Tok::Str(path),
-                        ..
+                        loc,
                     }) => {
                         c.end_of_line()?;
                         self.graph.weights = Some(path.clone());
+                        self.graph.weights_loc = *loc;
                         self.have_weights = true;
                         Ok(())
                     }

@@ -38,6 +38,10 @@ pub fn print(g: &Graph) -> String {
                 let values: Vec<String> = match data {
                     TensorData::F32(v) => v.iter().map(|x| fmt_f32(*x)).collect(),
                     TensorData::Int(v) => v.iter().map(|x| x.to_string()).collect(),
+                    TensorData::Bits(w) => crate::tensor::unpack_b1_words(&ty.dims(1), w)
+                        .iter()
+                        .map(|x| x.to_string())
+                        .collect(),
                 };
                 let _ = writeln!(s, "{} = [{}]: {ty}", n.name, values.join(", "));
             }

@@ -17,6 +17,7 @@ use bnnc_ir::{Conv2dAttrs, ElemType, Tensor};
 use rayon::prelude::*;
 
 use super::{as_f32, f32_tensor, int_tensor, ints, op_err, OpError, OpResult};
+use crate::mem::try_vec;
 
 /// An accumulator type of the dot-product kernels (`f32` or `i32`).
 trait Acc: Copy + Send + Sync + 'static {
@@ -100,17 +101,17 @@ pub fn dense(x: &Tensor, w: &Tensor) -> OpResult {
     let dims = vec![n, o];
     if elem == ElemType::F32 {
         let (xv, wv) = (as_f32(x, "dense x")?, as_f32(w, "dense w")?);
-        f32_tensor(dims, dense_core(&xv, &wv, n, k, o))
+        f32_tensor(dims, dense_core(&xv, &wv, n, k, o)?)
     } else {
         let (xv, wv) = (ints(x, "dense x")?, ints(w, "dense w")?);
-        int_tensor(elem, dims, dense_core(xv, wv, n, k, o))
+        int_tensor(elem, dims, dense_core(&xv, &wv, n, k, o)?)
     }
 }
 
-fn dense_core<T: Acc>(x: &[T], w: &[T], n: usize, k: usize, o: usize) -> Vec<T> {
-    let mut out = vec![T::ZERO; n * o];
+fn dense_core<T: Acc>(x: &[T], w: &[T], n: usize, k: usize, o: usize) -> Result<Vec<T>, OpError> {
+    let mut out = try_vec(n * o, T::ZERO)?;
     if k == 0 || o == 0 {
-        return out;
+        return Ok(out);
     }
     out.par_iter_mut()
         .enumerate()
@@ -119,7 +120,7 @@ fn dense_core<T: Acc>(x: &[T], w: &[T], n: usize, k: usize, o: usize) -> Vec<T> 
             let (r, c) = (idx / o, idx % o);
             *dst = T::dot(T::ZERO, &x[r * k..(r + 1) * k], &w[c * k..(c + 1) * k]);
         });
-    out
+    Ok(out)
 }
 
 /// The geometry of one `conv2d`.
@@ -208,18 +209,18 @@ pub fn conv2d(x: &Tensor, w: &Tensor, attrs: &Conv2dAttrs) -> OpResult {
     let pad = attrs.effective_pad().value();
     if elem == ElemType::F32 {
         let (xv, wv) = (as_f32(x, "conv2d x")?, as_f32(w, "conv2d w")?);
-        f32_tensor(out_dims, conv_core(&xv, &wv, &g, pad))
+        f32_tensor(out_dims, conv_core(&xv, &wv, &g, pad)?)
     } else {
         let (xv, wv) = (ints(x, "conv2d x")?, ints(w, "conv2d w")?);
-        int_tensor(elem, out_dims, conv_core(xv, wv, &g, pad))
+        int_tensor(elem, out_dims, conv_core(&xv, &wv, &g, pad)?)
     }
 }
 
-fn conv_core<T: Acc>(x: &[T], w: &[T], g: &ConvGeom, pad: i32) -> Vec<T> {
+fn conv_core<T: Acc>(x: &[T], w: &[T], g: &ConvGeom, pad: i32) -> Result<Vec<T>, OpError> {
     let row_len = g.ow * g.o;
-    let mut out = vec![T::ZERO; g.n * g.oh * row_len];
+    let mut out = try_vec(g.n * g.oh * row_len, T::ZERO)?;
     if row_len == 0 || g.oh == 0 {
-        return out;
+        return Ok(out);
     }
     let pad_v = T::from_pad(pad);
     out.par_chunks_mut(row_len)
@@ -259,5 +260,5 @@ fn conv_core<T: Acc>(x: &[T], w: &[T], g: &ConvGeom, pad: i32) -> Vec<T> {
                 }
             }
         });
-    out
+    Ok(out)
 }

@@ -4,6 +4,7 @@
 use bnnc_ir::{ElemType, Tensor, TensorData};
 
 use super::{as_f32, channels, f32_tensor, int_tensor, ints, op_err, per_channel, OpResult};
+use crate::mem::try_collect;
 
 /// `sign(x)`: any type -> `b1`. Each element is -1 iff it is `< 0`, else +1; so
 /// +0.0, -0.0 and NaN give +1. Integer inputs compare their numeric values.
@@ -11,11 +12,11 @@ pub fn sign(x: &Tensor) -> OpResult {
     let out: Vec<i32> = match &x.data {
         TensorData::F32(_) => {
             let v = super::f32s(x, "sign")?;
-            v.iter().map(|&e| if e < 0.0 { -1 } else { 1 }).collect()
+            try_collect(v.len(), v.iter().map(|&e| if e < 0.0 { -1 } else { 1 }))?
         }
-        TensorData::Int(_) => {
+        TensorData::Int(_) | TensorData::Bits(_) => {
             let v = ints(x, "sign")?;
-            v.iter().map(|&e| if e < 0 { -1 } else { 1 }).collect()
+            try_collect(v.len(), v.iter().map(|&e| if e < 0 { -1 } else { 1 }))?
         }
     };
     int_tensor(ElemType::B1, x.dims.clone(), out)
@@ -37,11 +38,14 @@ pub fn ternarize(x: &Tensor, delta: f32) -> OpResult {
         }
     };
     let out: Vec<i32> = match &x.data {
-        TensorData::F32(_) => super::f32s(x, "ternarize")?
-            .iter()
-            .map(|&e| t(e as f64))
-            .collect(),
-        TensorData::Int(_) => ints(x, "ternarize")?.iter().map(|&e| t(e as f64)).collect(),
+        TensorData::F32(_) => {
+            let v = super::f32s(x, "ternarize")?;
+            try_collect(v.len(), v.iter().map(|&e| t(e as f64)))?
+        }
+        TensorData::Int(_) | TensorData::Bits(_) => {
+            let v = ints(x, "ternarize")?;
+            try_collect(v.len(), v.iter().map(|&e| t(e as f64)))?
+        }
     };
     int_tensor(ElemType::Ternary, x.dims.clone(), out)
 }
@@ -53,18 +57,19 @@ pub fn relu(x: &Tensor) -> OpResult {
     match &x.data {
         TensorData::F32(_) => {
             let v = super::f32s(x, "relu")?;
-            let out = v
-                .iter()
-                .map(|&e| if e > 0.0 || e.is_nan() { e } else { 0.0 })
-                .collect();
+            let out = try_collect(
+                v.len(),
+                v.iter()
+                    .map(|&e| if e > 0.0 || e.is_nan() { e } else { 0.0 }),
+            )?;
             f32_tensor(x.dims.clone(), out)
         }
-        TensorData::Int(_) => {
+        TensorData::Int(_) | TensorData::Bits(_) => {
             let v = ints(x, "relu")?;
             int_tensor(
                 ElemType::I32,
                 x.dims.clone(),
-                v.iter().map(|&e| e.max(0)).collect(),
+                try_collect(v.len(), v.iter().map(|&e| e.max(0)))?,
             )
         }
     }
@@ -76,7 +81,7 @@ pub fn prelu(x: &Tensor, alpha: &Tensor) -> OpResult {
     let c = channels(x, "prelu x")?;
     let alpha = per_channel(alpha, c, "prelu alpha")?;
     let v = as_f32(x, "prelu x")?;
-    let out = map_channels(&v, c, |e, ch| if e > 0.0 { e } else { alpha[ch] * e });
+    let out = map_channels(&v, c, |e, ch| if e > 0.0 { e } else { alpha[ch] * e })?;
     f32_tensor(x.dims.clone(), out)
 }
 
@@ -91,7 +96,7 @@ pub fn rprelu(x: &Tensor, gamma: &Tensor, beta: &Tensor, zeta: &Tensor) -> OpRes
     let out = map_channels(&v, c, |e, ch| {
         let u = e - gamma[ch];
         (if u > 0.0 { u } else { beta[ch] * u }) + zeta[ch]
-    });
+    })?;
     f32_tensor(x.dims.clone(), out)
 }
 
@@ -104,9 +109,9 @@ pub fn hardtanh(x: &Tensor) -> OpResult {
 /// f32); NaN stays NaN. Literal order: with `a > b` every element becomes `b`.
 pub fn clip(x: &Tensor, min: f32, max: f32) -> OpResult {
     let v = as_f32(x, "clip")?;
-    let out = v
-        .iter()
-        .map(|&e| {
+    let out = try_collect(
+        v.len(),
+        v.iter().map(|&e| {
             if e.is_nan() {
                 return e;
             }
@@ -116,15 +121,15 @@ pub fn clip(x: &Tensor, min: f32, max: f32) -> OpResult {
             } else {
                 lo
             }
-        })
-        .collect();
+        }),
+    )?;
     f32_tensor(x.dims.clone(), out)
 }
 
 /// `sigmoid(x) = 1 / (1 + exp(-x))` in f32.
 pub fn sigmoid(x: &Tensor) -> OpResult {
     let v = as_f32(x, "sigmoid")?;
-    let out = v.iter().map(|&e| 1.0 / (1.0 + (-e).exp())).collect();
+    let out = try_collect(v.len(), v.iter().map(|&e| 1.0 / (1.0 + (-e).exp())))?;
     f32_tensor(x.dims.clone(), out)
 }
 
@@ -151,20 +156,24 @@ pub fn batchnorm(
         let normed = centered / std;
         let scaled = normed * gamma[ch];
         scaled + beta[ch]
-    });
+    })?;
     f32_tensor(x.dims.clone(), out)
 }
 
 /// Applies `f(value, channel)` to every element of a `[.., C]` buffer.
-fn map_channels(v: &[f32], c: usize, f: impl Fn(f32, usize) -> f32) -> Vec<f32> {
+fn map_channels(
+    v: &[f32],
+    c: usize,
+    f: impl Fn(f32, usize) -> f32,
+) -> Result<Vec<f32>, super::OpError> {
     if c == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let mut out = Vec::with_capacity(v.len());
+    let mut out = crate::mem::reserve(v.len())?;
     for row in v.chunks(c) {
         out.extend(row.iter().enumerate().map(|(ch, &e)| f(e, ch)));
     }
-    out
+    Ok(out)
 }
 
 /// `add(a, b)`: numpy-broadcasting elementwise `a + b`. `f32` if either operand
@@ -191,30 +200,23 @@ fn arith(
     ff: impl Fn(f32, f32) -> f32,
     fi: impl Fn(i32, i32) -> i32,
 ) -> OpResult {
-    let (dims, ia, ib) = broadcast(&a.dims, &b.dims).ok_or_else(|| {
+    let (dims, pairs) = Broadcast::new(&a.dims, &b.dims).ok_or_else(|| {
         op_err!(
             "{what}: dims {:?} and {:?} do not broadcast",
             a.dims,
             b.dims
         )
     })?;
+    let n = pairs.len();
     if a.elem == ElemType::F32 || b.elem == ElemType::F32 {
         let va = as_f32(a, what)?;
         let vb = as_f32(b, what)?;
-        let out = ia
-            .iter()
-            .zip(&ib)
-            .map(|(&i, &j)| ff(va[i], vb[j]))
-            .collect();
+        let out = try_collect(n, pairs.map(|(i, j)| ff(va[i], vb[j])))?;
         f32_tensor(dims, out)
     } else {
         let va = ints(a, what)?;
         let vb = ints(b, what)?;
-        let out = ia
-            .iter()
-            .zip(&ib)
-            .map(|(&i, &j)| fi(va[i], vb[j]))
-            .collect();
+        let out = try_collect(n, pairs.map(|(i, j)| fi(va[i], vb[j])))?;
         int_tensor(ElemType::I32, dims, out)
     }
 }
@@ -223,53 +225,92 @@ fn arith(
 /// Returns the result dims and, for every result element in row-major order, the
 /// flat index of the element of `a` and of `b` it reads.
 pub fn broadcast(a: &[usize], b: &[usize]) -> Option<(Vec<usize>, Vec<usize>, Vec<usize>)> {
-    let r = a.len().max(b.len());
-    let pad = |d: &[usize]| -> Vec<usize> {
-        let mut p = vec![1; r - d.len()];
-        p.extend_from_slice(d);
-        p
-    };
-    let (pa, pb) = (pad(a), pad(b));
-    let mut dims = Vec::with_capacity(r);
-    for (&x, &y) in pa.iter().zip(&pb) {
-        dims.push(match (x, y) {
-            _ if x == y => x,
-            (1, _) => y,
-            (_, 1) => x,
-            _ => return None,
-        });
-    }
-    // Row-major strides of each operand; 0 along broadcast axes.
-    let strides = |p: &[usize]| -> Vec<usize> {
-        let mut s = vec![0; r];
-        let mut acc = 1usize;
-        for k in (0..r).rev() {
-            s[k] = if p[k] == 1 { 0 } else { acc };
-            acc = acc.saturating_mul(p[k]);
-        }
-        s
-    };
-    let (sa, sb) = (strides(&pa), strides(&pb));
-    let n = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
-    let mut ia = Vec::with_capacity(n);
-    let mut ib = Vec::with_capacity(n);
-    let mut idx = vec![0usize; r];
-    let (mut offa, mut offb) = (0usize, 0usize);
-    for _ in 0..n {
-        ia.push(offa);
-        ib.push(offb);
-        // Odometer increment, innermost axis first.
-        for k in (0..r).rev() {
-            idx[k] += 1;
-            offa += sa[k];
-            offb += sb[k];
-            if idx[k] < dims[k] {
-                break;
-            }
-            offa -= sa[k] * idx[k];
-            offb -= sb[k] * idx[k];
-            idx[k] = 0;
-        }
-    }
+    let (dims, pairs) = Broadcast::new(a, b)?;
+    let (ia, ib) = pairs.unzip();
     Some((dims, ia, ib))
 }
+
+/// The (index into `a`, index into `b`) pairs of [`broadcast`], one result
+/// element after another, computed as they are read.
+struct Broadcast {
+    dims: Vec<usize>,
+    sa: Vec<usize>,
+    sb: Vec<usize>,
+    idx: Vec<usize>,
+    off: (usize, usize),
+    left: usize,
+}
+
+impl Broadcast {
+    /// The result dims and the pairs, or `None` when the shapes do not
+    /// broadcast or the result's element count overflows.
+    fn new(a: &[usize], b: &[usize]) -> Option<(Vec<usize>, Broadcast)> {
+        let r = a.len().max(b.len());
+        let pad = |d: &[usize]| -> Vec<usize> {
+            let mut p = vec![1; r - d.len()];
+            p.extend_from_slice(d);
+            p
+        };
+        let (pa, pb) = (pad(a), pad(b));
+        let mut dims = Vec::with_capacity(r);
+        for (&x, &y) in pa.iter().zip(&pb) {
+            dims.push(match (x, y) {
+                _ if x == y => x,
+                (1, _) => y,
+                (_, 1) => x,
+                _ => return None,
+            });
+        }
+        // Row-major strides of each operand; 0 along broadcast axes.
+        let strides = |p: &[usize]| -> Vec<usize> {
+            let mut s = vec![0; r];
+            let mut acc = 1usize;
+            for k in (0..r).rev() {
+                s[k] = if p[k] == 1 { 0 } else { acc };
+                acc = acc.saturating_mul(p[k]);
+            }
+            s
+        };
+        let left = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+        let it = Broadcast {
+            dims: dims.clone(),
+            sa: strides(&pa),
+            sb: strides(&pb),
+            idx: vec![0; r],
+            off: (0, 0),
+            left,
+        };
+        Some((dims, it))
+    }
+}
+
+impl Iterator for Broadcast {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let out = self.off;
+        // Odometer increment, innermost axis first.
+        for k in (0..self.dims.len()).rev() {
+            self.idx[k] += 1;
+            self.off.0 += self.sa[k];
+            self.off.1 += self.sb[k];
+            if self.idx[k] < self.dims[k] {
+                break;
+            }
+            self.off.0 -= self.sa[k] * self.idx[k];
+            self.off.1 -= self.sb[k] * self.idx[k];
+            self.idx[k] = 0;
+        }
+        Some(out)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Broadcast {}

@@ -24,17 +24,18 @@ use std::borrow::Cow;
 
 use bnnc_ir::{ElemType, Op, Tensor, TensorData};
 
-/// An operand the op cannot take (something a verified model never produces).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpError(pub String);
+use crate::mem::{try_collect, AllocError};
 
-impl std::fmt::Display for OpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why an op computed no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// An operand the op cannot take (something a verified model never produces).
+    #[error("{0}")]
+    Invalid(String),
+    /// The result or a temporary buffer could not be allocated.
+    #[error(transparent)]
+    Alloc(#[from] AllocError),
 }
-
-impl std::error::Error for OpError {}
 
 /// Result of an op function.
 pub type OpResult = Result<Tensor, OpError>;
@@ -42,7 +43,7 @@ pub type OpResult = Result<Tensor, OpError>;
 /// Builds an [`OpError`] from a format string.
 macro_rules! op_err {
     ($($arg:tt)*) => {
-        $crate::ops::OpError(format!($($arg)*))
+        $crate::ops::OpError::Invalid(format!($($arg)*))
     };
 }
 pub(crate) use op_err;
@@ -122,10 +123,24 @@ pub(crate) fn f32s<'a>(t: &'a Tensor, what: &str) -> Result<&'a [f32], OpError> 
     }
 }
 
-/// The numeric values of an integer-typed tensor.
-pub(crate) fn ints<'a>(t: &'a Tensor, what: &str) -> Result<&'a [i32], OpError> {
+/// The numeric values of an integer-typed tensor: borrowed, or unpacked from
+/// packed `b1` storage.
+pub(crate) fn ints<'a>(t: &'a Tensor, what: &str) -> Result<Cow<'a, [i32]>, OpError> {
     match &t.data {
-        TensorData::Int(v) if t.elem.is_integer() && v.len() == numel(&t.dims)? => Ok(v),
+        TensorData::Int(v) if t.elem.is_integer() && v.len() == numel(&t.dims)? => {
+            Ok(Cow::Borrowed(v))
+        }
+        TensorData::Bits(w) if t.check_storage().is_ok() => {
+            let (rows, c) = bnnc_ir::tensor::b1_rows(&t.dims).unwrap_or((0, 0));
+            let wpr = bnnc_ir::tensor::b1_row_words(c);
+            let bits = w
+                .chunks_exact(wpr.max(1))
+                .take(if wpr == 0 { 0 } else { rows })
+                .flat_map(|row| {
+                    (0..c).map(move |k| 1 - 2 * ((row[k / 64] >> (k % 64)) & 1) as i32)
+                });
+            Ok(Cow::Owned(try_collect(numel(&t.dims)?, bits)?))
+        }
         _ => Err(op_err!(
             "{what}: expected an integer tensor, got {}{:?}",
             t.elem,
@@ -139,11 +154,25 @@ pub(crate) fn ints<'a>(t: &'a Tensor, what: &str) -> Result<&'a [i32], OpError> 
 pub(crate) fn as_f32<'a>(t: &'a Tensor, what: &str) -> Result<Cow<'a, [f32]>, OpError> {
     match &t.data {
         TensorData::F32(_) => f32s(t, what).map(Cow::Borrowed),
-        TensorData::Int(_) => {
+        TensorData::Int(_) | TensorData::Bits(_) => {
             let v = ints(t, what)?;
-            Ok(Cow::Owned(v.iter().map(|&x| x as f32).collect()))
+            Ok(Cow::Owned(try_collect(
+                v.len(),
+                v.iter().map(|&x| x as f32),
+            )?))
         }
     }
+}
+
+/// The elements of `t` in `F32` or `Int` storage (a copy; packed `b1`
+/// unpacked), for ops that move elements without changing them.
+pub(crate) fn unpacked_data(t: &Tensor, what: &str) -> Result<TensorData, OpError> {
+    checked(t, what)?;
+    Ok(match &t.data {
+        TensorData::Bits(_) => TensorData::Int(ints(t, what)?.into_owned()),
+        TensorData::F32(v) => TensorData::F32(try_collect(v.len(), v.iter().copied())?),
+        TensorData::Int(v) => TensorData::Int(try_collect(v.len(), v.iter().copied())?),
+    })
 }
 
 /// Number of elements of `dims`, or an error when it overflows.
@@ -217,6 +246,7 @@ pub(crate) fn same_kind(elem: ElemType, dims: Vec<usize>, data: TensorData) -> O
         TensorData::F32(v) if elem == ElemType::F32 => f32_tensor(dims, v),
         TensorData::Int(v) => int_tensor(elem, dims, v),
         TensorData::F32(_) => Err(op_err!("{elem} result with f32 data")),
+        TensorData::Bits(_) => Err(op_err!("{elem} result with packed data")),
     }
 }
 
@@ -225,6 +255,7 @@ pub(crate) fn checked(t: &Tensor, what: &str) -> Result<(), OpError> {
     match &t.data {
         TensorData::F32(_) => f32s(t, what).map(|_| ()),
         TensorData::Int(_) => ints(t, what).map(|_| ()),
+        TensorData::Bits(_) => t.check_storage().map_err(|m| op_err!("{what}: {m}")),
     }
 }
 
@@ -336,6 +367,6 @@ mod tests {
         let wt = Tensor::int(ElemType::SInt(8), vec![1, 19], w.clone());
         let y = dot::dense(&x, &wt).unwrap();
         let want: i32 = a.iter().zip(&w).map(|(p, q)| p * q).sum();
-        assert_eq!(y.as_int().unwrap(), [want]);
+        assert_eq!(y.as_int().unwrap()[..], [want]);
     }
 }

@@ -3,6 +3,7 @@
 use bnnc_ir::{PoolAttrs, Tensor, TensorData};
 
 use super::{as_f32, f32_tensor, op_err, same_kind, OpError, OpResult};
+use crate::mem::try_vec;
 
 /// The output extent `(OH, OW)` of a pooling window over an `h x w` input:
 /// `OH = (H + top + bottom - kh) / sh + 1`, likewise `OW`; `None` when a zero
@@ -102,11 +103,11 @@ pub fn maxpool2d(x: &Tensor, a: &PoolAttrs) -> OpResult {
     let data = match &x.data {
         TensorData::F32(_) => {
             let v = super::f32s(x, "maxpool2d")?;
-            TensorData::F32(max_windows(v, &win, a, &mut empty))
+            TensorData::F32(max_windows(v, &win, a, &mut empty)?)
         }
-        TensorData::Int(_) => {
+        TensorData::Int(_) | TensorData::Bits(_) => {
             let v = super::ints(x, "maxpool2d")?;
-            TensorData::Int(max_windows(v, &win, a, &mut empty))
+            TensorData::Int(max_windows(&v, &win, a, &mut empty)?)
         }
     };
     if empty {
@@ -120,9 +121,9 @@ fn max_windows<T: PartialOrd + Copy + Default>(
     win: &Windows,
     a: &PoolAttrs,
     empty: &mut bool,
-) -> Vec<T> {
+) -> Result<Vec<T>, OpError> {
     let c = win.c;
-    let mut out = vec![T::default(); win.n * win.oh * win.ow * c];
+    let mut out = try_vec(win.n * win.oh * win.ow * c, T::default())?;
     win.for_each(a, |pos, o| {
         let Some((&first, rest)) = pos.split_first() else {
             *empty = true;
@@ -138,7 +139,7 @@ fn max_windows<T: PartialOrd + Copy + Default>(
             }
         }
     });
-    out
+    Ok(out)
 }
 
 /// `avgpool2d(x)`: `[N, H, W, C]` -> `f32 [N, OH, OW, C]` (extents as
@@ -150,7 +151,7 @@ pub fn avgpool2d(x: &Tensor, a: &PoolAttrs) -> OpResult {
     let win = Windows::new(x, a, "avgpool2d")?;
     let v = as_f32(x, "avgpool2d")?;
     let c = win.c;
-    let mut out = vec![0.0f32; win.n * win.oh * win.ow * c];
+    let mut out = try_vec(win.n * win.oh * win.ow * c, 0.0f32)?;
     let mut empty = false;
     win.for_each(a, |pos, o| {
         if pos.is_empty() {
@@ -186,7 +187,7 @@ pub fn global_avgpool(x: &Tensor) -> OpResult {
     };
     let v = as_f32(x, "global_avgpool")?;
     let hw = h * w;
-    let mut out = vec![0.0f32; n * c];
+    let mut out = try_vec(n * c, 0.0f32)?;
     if c > 0 {
         for (b, dst) in out.chunks_mut(c).enumerate() {
             for p in 0..hw {

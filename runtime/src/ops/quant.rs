@@ -2,7 +2,8 @@
 
 use bnnc_ir::{ElemType, Tensor, TensorData};
 
-use super::{as_f32, channels, f32_tensor, int_tensor, ints, op_err, OpResult};
+use super::{as_f32, channels, f32_tensor, int_tensor, ints, op_err, OpError, OpResult};
+use crate::mem::{try_collect, try_vec};
 
 /// `quantize(x, to, scale, zero_point, clip)`: any type -> `to` (a `uN` or `iN`).
 /// Each element, with `x` converted as f32:
@@ -31,9 +32,9 @@ pub fn quantize(
     let clamp = |q: i64| q.max(lo).min(hi);
     let zp = zero_point as i64;
     let v = as_f32(x, "quantize")?;
-    let out = v
-        .iter()
-        .map(|&e| {
+    let out = try_collect(
+        v.len(),
+        v.iter().map(|&e| {
             let q = if e.is_nan() {
                 clamp(zp)
             } else {
@@ -43,8 +44,8 @@ pub fn quantize(
             };
             // In range of `to` whenever [lo, hi] is (the verifier checks clip).
             q as i32
-        })
-        .collect();
+        }),
+    )?;
     int_tensor(to, x.dims.clone(), out)
 }
 
@@ -54,10 +55,7 @@ pub fn quantize(
 pub fn dequantize(q: &Tensor, scale: f32, zero_point: i32) -> OpResult {
     let v = ints(q, "dequantize")?;
     let zp = zero_point as i64;
-    let out = v
-        .iter()
-        .map(|&e| ((e as i64 - zp) as f32) * scale)
-        .collect();
+    let out = try_collect(v.len(), v.iter().map(|&e| ((e as i64 - zp) as f32) * scale))?;
     f32_tensor(q.dims.clone(), out)
 }
 
@@ -116,12 +114,12 @@ pub fn threshold(x: &Tensor, t: &Tensor, dir: Option<&Tensor>) -> OpResult {
         (TensorData::F32(_), TensorData::F32(_)) => {
             let xv = super::f32s(x, "threshold x")?;
             let tv = super::f32s(t, "threshold t")?;
-            count_passed(xv, tv, c, nt, &dirs, row)
+            count_passed(xv, tv, c, nt, &dirs, row)?
         }
-        (TensorData::Int(_), TensorData::Int(_)) => {
+        (TensorData::Int(_) | TensorData::Bits(_), TensorData::Int(_) | TensorData::Bits(_)) => {
             let xv = ints(x, "threshold x")?;
             let tv = ints(t, "threshold t")?;
-            count_passed(xv, tv, c, nt, &dirs, row)
+            count_passed(&xv, &tv, c, nt, &dirs, row)?
         }
         _ => {
             return Err(op_err!(
@@ -132,10 +130,11 @@ pub fn threshold(x: &Tensor, t: &Tensor, dir: Option<&Tensor>) -> OpResult {
         }
     };
     let out = if out_elem == ElemType::B1 {
+        let mut counts = counts;
+        for k in &mut counts {
+            *k = if *k == 1 { 1 } else { -1 };
+        }
         counts
-            .iter()
-            .map(|&k| if k == 1 { 1 } else { -1 })
-            .collect()
     } else {
         counts
     };
@@ -151,11 +150,11 @@ fn count_passed<T: PartialOrd + Copy>(
     nt: usize,
     up: &[bool],
     row: impl Fn(usize) -> usize,
-) -> Vec<i32> {
+) -> Result<Vec<i32>, OpError> {
     if c == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let mut out = Vec::with_capacity(x.len());
+    let mut out = crate::mem::reserve(x.len())?;
     for xs in x.chunks(c) {
         for (ch, &e) in xs.iter().enumerate() {
             let ts = &t[row(ch)..row(ch) + nt];
@@ -167,7 +166,7 @@ fn count_passed<T: PartialOrd + Copy>(
             out.push(n as i32);
         }
     }
-    out
+    Ok(out)
 }
 
 /// `table(x, t, lo)`: per-channel lookup. `x: [.., C]` of an integer type,
@@ -196,11 +195,18 @@ pub fn table(x: &Tensor, t: &Tensor, lo: i32) -> OpResult {
     match &t.data {
         TensorData::F32(_) => {
             let tv = super::f32s(t, "table t")?;
-            Ok(Tensor::f32(x.dims.clone(), idx().map(|i| tv[i]).collect()))
+            Ok(Tensor::f32(
+                x.dims.clone(),
+                try_collect(xv.len(), idx().map(|i| tv[i]))?,
+            ))
         }
-        TensorData::Int(_) => {
+        TensorData::Int(_) | TensorData::Bits(_) => {
             let tv = ints(t, "table t")?;
-            int_tensor(t.elem, x.dims.clone(), idx().map(|i| tv[i]).collect())
+            int_tensor(
+                t.elem,
+                x.dims.clone(),
+                try_collect(xv.len(), idx().map(|i| tv[i]))?,
+            )
         }
     }
 }
@@ -210,10 +216,10 @@ pub fn table(x: &Tensor, t: &Tensor, lo: i32) -> OpResult {
 pub fn fill(x: &Tensor, value: f32, to: ElemType) -> OpResult {
     let n = super::numel(&x.dims)?;
     if to == ElemType::F32 {
-        return Ok(Tensor::f32(x.dims.clone(), vec![value; n]));
+        return Ok(Tensor::f32(x.dims.clone(), try_vec(n, value)?));
     }
     if value.fract() != 0.0 || !to.admits(value as i64) {
         return Err(op_err!("fill: {value} is not a value of {to}"));
     }
-    int_tensor(to, x.dims.clone(), vec![value as i32; n])
+    int_tensor(to, x.dims.clone(), try_vec(n, value as i32)?)
 }

@@ -2,7 +2,8 @@
 
 use bnnc_ir::{ElemType, Tensor, TensorData};
 
-use super::{as_f32, f32_tensor, int_tensor, norm_axis, op_err, OpResult};
+use super::{as_f32, f32_tensor, int_tensor, norm_axis, op_err, OpError, OpResult};
+use crate::mem::{reserve, try_vec};
 
 /// Splits `dims` around `axis` into (outer, axis length, inner) element counts.
 fn split(dims: &[usize], axis: usize) -> (usize, usize, usize) {
@@ -18,7 +19,7 @@ pub fn softmax(x: &Tensor, axis: i64) -> OpResult {
     let ax = norm_axis(axis, x.dims.len())?;
     let v = as_f32(x, "softmax")?;
     let (outer, len, inner) = split(&x.dims, ax);
-    let mut out = vec![0.0f32; v.len()];
+    let mut out = try_vec(v.len(), 0.0f32)?;
     for o in 0..outer {
         for i in 0..inner {
             let at = |k: usize| (o * len + k) * inner + i;
@@ -49,8 +50,13 @@ pub fn argmax(x: &Tensor, axis: i64) -> OpResult {
     if len == 0 && outer.saturating_mul(inner) > 0 {
         return Err(op_err!("argmax: axis {ax} of {:?} is empty", x.dims));
     }
-    fn go<T: PartialOrd + Copy>(v: &[T], outer: usize, len: usize, inner: usize) -> Vec<i32> {
-        let mut out = Vec::with_capacity(outer * inner);
+    fn go<T: PartialOrd + Copy>(
+        v: &[T],
+        outer: usize,
+        len: usize,
+        inner: usize,
+    ) -> Result<Vec<i32>, OpError> {
+        let mut out = reserve(outer * inner)?;
         for o in 0..outer {
             for i in 0..inner {
                 let at = |k: usize| (o * len + k) * inner + i;
@@ -63,11 +69,13 @@ pub fn argmax(x: &Tensor, axis: i64) -> OpResult {
                 out.push(best as i32);
             }
         }
-        out
+        Ok(out)
     }
     let out = match &x.data {
-        TensorData::F32(_) => go(super::f32s(x, "argmax")?, outer, len, inner),
-        TensorData::Int(_) => go(super::ints(x, "argmax")?, outer, len, inner),
+        TensorData::F32(_) => go(super::f32s(x, "argmax")?, outer, len, inner)?,
+        TensorData::Int(_) | TensorData::Bits(_) => {
+            go(&super::ints(x, "argmax")?, outer, len, inner)?
+        }
     };
     int_tensor(ElemType::I32, dims, out)
 }

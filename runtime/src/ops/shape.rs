@@ -3,7 +3,10 @@
 
 use bnnc_ir::{Dim, Tensor, TensorData};
 
-use super::{channels, checked, norm_axis, numel, op_err, same_kind, OpResult};
+use super::{
+    channels, checked, norm_axis, numel, op_err, same_kind, unpacked_data, OpError, OpResult,
+};
+use crate::mem::reserve;
 
 /// Moves the elements of `x` (a `[.., C]` buffer) so that output channel `j` of
 /// each row is input channel `src(j)`, with `out_c` output channels.
@@ -22,17 +25,19 @@ fn gather_channels(x: &Tensor, out_c: usize, src: impl Fn(usize) -> usize) -> Op
         c: usize,
         out_c: usize,
         src: &dyn Fn(usize) -> usize,
-    ) -> Vec<T> {
-        let mut out = Vec::with_capacity(rows * out_c);
+    ) -> Result<Vec<T>, OpError> {
+        let mut out = reserve(rows * out_c)?;
         for r in 0..rows {
             let row = &v[r * c..(r + 1) * c];
             out.extend((0..out_c).map(|j| row[src(j)]));
         }
-        out
+        Ok(out)
     }
     let data = match &x.data {
-        TensorData::F32(v) => TensorData::F32(go(v, rows, c, out_c, &src)),
-        TensorData::Int(v) => TensorData::Int(go(v, rows, c, out_c, &src)),
+        TensorData::F32(v) => TensorData::F32(go(v, rows, c, out_c, &src)?),
+        TensorData::Int(_) | TensorData::Bits(_) => {
+            TensorData::Int(go(&super::ints(x, "x")?, rows, c, out_c, &src)?)
+        }
     };
     same_kind(x.elem, dims, data)
 }
@@ -102,14 +107,14 @@ pub fn concat(args: &[&Tensor], axis: i64) -> OpResult {
     let prod = |d: &[usize]| d.iter().fold(1usize, |a, &b| a.saturating_mul(b));
     let outer = prod(&first.dims[..ax]);
     let chunk = |t: &Tensor| -> usize { prod(&t.dims[ax..]) };
-    fn go<T: Copy>(parts: &[(&[T], usize)], outer: usize) -> Vec<T> {
-        let mut out = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
+    fn go<T: Copy>(parts: &[(&[T], usize)], outer: usize) -> Result<Vec<T>, OpError> {
+        let mut out = reserve(parts.iter().map(|p| p.0.len()).sum())?;
         for o in 0..outer {
             for &(v, k) in parts {
                 out.extend_from_slice(&v[o * k..(o + 1) * k]);
             }
         }
-        out
+        Ok(out)
     }
     let data = match &first.data {
         TensorData::F32(_) => {
@@ -117,14 +122,15 @@ pub fn concat(args: &[&Tensor], axis: i64) -> OpResult {
             for t in args {
                 parts.push((super::f32s(t, "concat")?, chunk(t)));
             }
-            TensorData::F32(go(&parts, outer))
+            TensorData::F32(go(&parts, outer)?)
         }
-        TensorData::Int(_) => {
-            let mut parts = Vec::with_capacity(args.len());
+        TensorData::Int(_) | TensorData::Bits(_) => {
+            let mut values = Vec::with_capacity(args.len());
             for t in args {
-                parts.push((super::ints(t, "concat")?, chunk(t)));
+                values.push((super::ints(t, "concat")?, chunk(t)));
             }
-            TensorData::Int(go(&parts, outer))
+            let parts: Vec<(&[i32], usize)> = values.iter().map(|(v, k)| (&v[..], *k)).collect();
+            TensorData::Int(go(&parts, outer)?)
         }
     };
     same_kind(first.elem, dims, data)
@@ -137,7 +143,7 @@ pub fn flatten(x: &Tensor) -> OpResult {
         return Err(op_err!("flatten: expected rank >= 1, got a scalar"));
     };
     let dims = vec![n, numel(rest)?];
-    same_kind(x.elem, dims, x.data.clone())
+    same_kind(x.elem, dims, unpacked_data(x, "flatten")?)
 }
 
 /// `reshape(x, shape)`: the same elements in the same row-major order under
@@ -160,5 +166,5 @@ pub fn reshape(x: &Tensor, shape: &[Dim]) -> OpResult {
             x.numel()
         ));
     }
-    same_kind(x.elem, dims, x.data.clone())
+    same_kind(x.elem, dims, unpacked_data(x, "reshape")?)
 }

@@ -183,7 +183,8 @@ impl TrainModel {
             args.push(to_tensor(elem, cache.dims[i.index()].clone(), vals));
         }
         let refs: Vec<&Tensor> = args.iter().collect();
-        let t = bnnc_runtime::ops::eval(&node.op, &refs).map_err(|e| self.node_err(v, e.0))?;
+        let t = bnnc_runtime::ops::eval(&node.op, &refs)
+            .map_err(|e| self.node_err(v, e.to_string()))?;
         Ok(t.to_f32_vec())
     }
 
@@ -212,7 +213,8 @@ impl TrainModel {
         d: &[usize],
         axis: i64,
     ) -> Result<(usize, usize, usize), GradError> {
-        let ax = bnnc_runtime::ops::norm_axis(axis, d.len()).map_err(|e| self.node_err(v, e.0))?;
+        let ax = bnnc_runtime::ops::norm_axis(axis, d.len())
+            .map_err(|e| self.node_err(v, e.to_string()))?;
         Ok(shape::split(d, ax))
     }
 
@@ -228,8 +230,8 @@ impl TrainModel {
             .first()
             .map(|i| &cache.dims[i.index()])
             .ok_or_else(|| self.node_err(v, "no operands".into()))?;
-        let ax =
-            bnnc_runtime::ops::norm_axis(axis, first.len()).map_err(|e| self.node_err(v, e.0))?;
+        let ax = bnnc_runtime::ops::norm_axis(axis, first.len())
+            .map_err(|e| self.node_err(v, e.to_string()))?;
         let outer = first[..ax].iter().product();
         let chunks = inputs
             .iter()
