@@ -184,6 +184,7 @@ mod tests {
             sorted,
             [
                 "mixed_net_run",
+                "mixed_net_run_checked",
                 "mixed_net_run_v",
                 "mixed_net_workspace_size"
             ]

@@ -344,11 +344,14 @@ fn status_doc(kind: StatusKind) -> &'static str {
         StatusKind::Ok => "Returned on success.",
         StatusKind::NullPointer => "A required pointer is null.",
         StatusKind::BatchTooLarge => "`batch` exceeds [`super::MAX_BATCH`].",
+        StatusKind::WorkspaceTooSmall => {
+            "`workspace_bytes` is less than `workspace_size(batch)` (`run_checked` only)."
+        }
     }
 }
 
 /// `mod ffi`: the status codes and the `extern "C"` declarations of the
-/// three entry points.
+/// four entry points.
 fn ffi_module(w: &mut String, abi: &ModelAbi, items: &[Item]) {
     let c_params: Vec<String> = items
         .iter()
@@ -406,6 +409,16 @@ fn ffi_module(w: &mut String, abi: &ModelAbi, items: &[Item]) {
         w,
         "            pub fn {}(inputs: *const *const ::core::ffi::c_void, outputs: *const *mut ::core::ffi::c_void, workspace: *mut ::core::ffi::c_void, batch: usize) -> i32;",
         abi.entry.run_v
+    );
+    emit!(w);
+    emit!(
+        w,
+        "            /// The same, refusing a workspace of fewer than `workspace_size(batch)` bytes."
+    );
+    emit!(
+        w,
+        "            pub fn {}(inputs: *const *const ::core::ffi::c_void, outputs: *const *mut ::core::ffi::c_void, workspace: *mut ::core::ffi::c_void, workspace_bytes: usize, batch: usize) -> i32;",
+        abi.entry.run_checked
     );
     emit!(w);
     emit!(
@@ -679,6 +692,9 @@ fn model_run_with_workspace(w: &mut String, abi: &ModelAbi, items: &[Item]) {
             StatusKind::Ok => "Ok(())",
             StatusKind::NullPointer => "Err(Status::NullPointer)",
             StatusKind::BatchTooLarge => "Err(too_large)",
+            StatusKind::WorkspaceTooSmall => {
+                "Err(Status::WorkspaceTooSmall { required, actual: workspace.len() })"
+            }
         };
         emit!(w, "                ffi::{} => {result},", c.name);
     }

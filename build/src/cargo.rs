@@ -29,7 +29,11 @@ pub enum Error {
         source: bnnc_ir::Error,
     },
     /// Lowering or code generation failed.
-    #[error("{}: error: cannot compile model `{name}` for {target}: {source}", model.display())]
+    #[error(
+        "{}{}: error: cannot compile model `{name}` for {target}: {source}",
+        model.display(),
+        source.loc().map(|l| format!(":{}:{}", l.line, l.col)).unwrap_or_default()
+    )]
     Compile {
         model: PathBuf,
         name: String,
@@ -649,6 +653,26 @@ mod tests {
             e.to_string().contains("again.ir: error: model `mixed_net`"),
             "{e}"
         );
+        // A name whose symbols or macros another name would share.
+        let upper = dir.join("upper.ir");
+        std::fs::write(
+            &upper,
+            mixed_source().replace("model mixed_net", "model Tiny"),
+        )
+        .unwrap();
+        let e = Config::new()
+            .models([&upper])
+            .target("x86_64")
+            .out_dir(&dir)
+            .cargo_metadata(false)
+            .compile()
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("upper.ir:1:7: error: cannot compile model `Tiny`"),
+            "{msg}"
+        );
+        assert!(msg.contains("a model named `tiny` too"), "{msg}");
         // Unsupported element types are reported with the model's file.
         let u = dir.join("u4.ir");
         std::fs::write(
@@ -782,7 +806,7 @@ fn main() {{
             bnnc_ir::TensorData::F32(v) => {
                 format!("{:?}", v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
             }
-            bnnc_ir::TensorData::Int(v) => format!("{v:?}"),
+            _ => format!("{:?}", t.as_int().unwrap_or_default()),
         };
         let want: Vec<String> = want.iter().map(text).collect();
         assert_eq!(String::from_utf8_lossy(&run.stdout), want.join("\n") + "\n");

@@ -78,8 +78,8 @@
 //!   `*_CHANNELS`, `*_WORDS_PER_ROW`;
 //! - `WORKSPACE_FIXED`, `WORKSPACE_PER_SAMPLE`, `MAX_BATCH`, and
 //!   `workspace_size(batch)`;
-//! - `ffi`: the `extern "C"` declarations of `<model>_run`, `<model>_run_v`
-//!   and `<model>_workspace_size`, and the status codes;
+//! - `ffi`: the `extern "C"` declarations of `<model>_run`, `<model>_run_v`,
+//!   `<model>_run_checked` and `<model>_workspace_size`, and the status codes;
 //! - `Model`: `Model::new()` checks at run time that the CPU has every feature
 //!   the target names; `run(&self, inputs.., outputs.., batch)` checks slice
 //!   lengths and allocates the workspace, `run_with_workspace(.., workspace,

@@ -12,7 +12,7 @@ pub(crate) fn mixed_source() -> String {
         .map(|i| if (i * 7 + 3) % 5 < 2 { "-1" } else { "1" }.to_string())
         .collect();
     format!(
-        "model mixed.net\n\
+        "model mixed_net\n\
          input x: f32[N, 3]\n\
          input k: i32[N, 2]\n\
          input b: b1[N, 70]\n\

@@ -1,6 +1,6 @@
 //! The interface of a compiled model, described once.
 //!
-//! A model compiled by bnnc is an object file that exports exactly three C
+//! A model compiled by bnnc is an object file that exports exactly four C
 //! functions and nothing else. [`ModelAbi`] is everything a caller needs to
 //! call them: symbol names, the order, C type and byte size of every buffer,
 //! the workspace, the status codes and the CPU the code requires. It is built
@@ -21,14 +21,24 @@
 //! - `int32_t m_run_v(const void *const *inputs, void *const *outputs, void
 //!   *workspace, size_t batch)` ([`EntryPoints::run_v`]): the same, with the
 //!   input and output pointers in two arrays (declaration order).
+//! - `int32_t m_run_checked(const void *const *inputs, void *const *outputs,
+//!   void *workspace, size_t workspace_bytes, size_t batch)`
+//!   ([`EntryPoints::run_checked`]): `m_run_v` that also refuses a workspace of
+//!   fewer than `m_workspace_size(batch)` bytes. With the other two, a smaller
+//!   workspace is undefined behaviour (the code writes past its end).
 //! - `size_t m_workspace_size(size_t batch)` ([`EntryPoints::workspace_size`]):
 //!   [`Workspace::bytes`]`(batch)`, or `SIZE_MAX` above [`Workspace::max_batch`].
 //!
-//! Both run functions return a [`StatusCode`] ([`STATUS_CODES`]): first
-//! `ERR_BATCH_TOO_LARGE` when `batch` exceeds the maximum, then
+//! The run functions return a [`StatusCode`] ([`STATUS_CODES`]). When several
+//! apply, the first in this order wins, and nothing is written:
+//! `ERR_BATCH_TOO_LARGE` when `batch` exceeds the maximum;
 //! `ERR_NULL_POINTER` when a pointer array, an input or output pointer, or a
-//! workspace of nonzero size is null; otherwise they compute the outputs and
-//! return `OK`. They are reentrant: they write no global state, allocate
+//! workspace of nonzero size is null (a null workspace is fine when its size is
+//! 0; input and output pointers must be non-null even when their buffers are 0
+//! bytes); `ERR_WORKSPACE_TOO_SMALL` (`m_run_checked` only) when
+//! `workspace_bytes` is less than the size needed. Otherwise they compute the
+//! outputs and return `OK`. Batch 0 is a valid call: it writes the unbatched
+//! outputs, and the batched ones have 0 bytes. They are reentrant: they write no global state, allocate
 //! nothing, and keep every intermediate tensor in the caller's workspace
 //! (any alignment; 64 bytes is best). Inputs are only read; outputs and the
 //! workspace must not overlap each other or the inputs.
@@ -231,6 +241,8 @@ pub struct EntryPoints {
     pub run: String,
     /// `<model>_run_v`: buffers as two pointer arrays.
     pub run_v: String,
+    /// `<model>_run_checked`: `run_v` with the workspace's size in bytes.
+    pub run_checked: String,
     /// `<model>_workspace_size`: workspace bytes for a batch.
     pub workspace_size: String,
 }
@@ -245,6 +257,9 @@ pub enum StatusKind {
     NullPointer,
     /// The batch exceeds [`Workspace::max_batch`]; nothing was written.
     BatchTooLarge,
+    /// The workspace's size given to `<model>_run_checked` is smaller than the
+    /// batch needs; nothing was written.
+    WorkspaceTooSmall,
 }
 
 /// One value the run entry points return.
@@ -260,7 +275,7 @@ pub struct StatusCode {
 }
 
 /// Every status code, success first. Values never change between releases.
-pub const STATUS_CODES: [StatusCode; 3] = [
+pub const STATUS_CODES: [StatusCode; 4] = [
     StatusCode {
         kind: StatusKind::Ok,
         name: "OK",
@@ -275,6 +290,11 @@ pub const STATUS_CODES: [StatusCode; 3] = [
         kind: StatusKind::BatchTooLarge,
         name: "ERR_BATCH_TOO_LARGE",
         value: status::BATCH_TOO_LARGE,
+    },
+    StatusCode {
+        kind: StatusKind::WorkspaceTooSmall,
+        name: "ERR_WORKSPACE_TOO_SMALL",
+        value: status::WORKSPACE_TOO_SMALL,
     },
 ];
 
@@ -329,6 +349,7 @@ impl ModelAbi {
             entry: EntryPoints {
                 run: lowered.entry(),
                 run_v: lowered.entry_v(),
+                run_checked: lowered.entry_checked(),
                 workspace_size: lowered.workspace_fn(),
             },
             inputs,
@@ -421,6 +442,7 @@ mod tests {
         assert_eq!(a.macro_prefix, "M_X");
         assert_eq!(a.entry.run, "m_x_run");
         assert_eq!(a.entry.run_v, "m_x_run_v");
+        assert_eq!(a.entry.run_checked, "m_x_run_checked");
         assert_eq!(a.entry.workspace_size, "m_x_workspace_size");
         assert_eq!(a.features, ["popcnt"]);
         let x = &a.inputs[0];
@@ -452,7 +474,8 @@ mod tests {
             [
                 ("OK", 0),
                 ("ERR_NULL_POINTER", 1),
-                ("ERR_BATCH_TOO_LARGE", 2)
+                ("ERR_BATCH_TOO_LARGE", 2),
+                ("ERR_WORKSPACE_TOO_SMALL", 3)
             ]
         );
     }

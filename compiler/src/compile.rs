@@ -45,8 +45,69 @@ pub enum CompileError {
     },
     #[error("optimizer: {0}")]
     Opt(#[from] crate::opt::OptError),
+    /// The model's name does not give its symbols and macros to it alone.
+    #[error("model name `{name}` cannot name a compiled model: {reason}")]
+    ModelName {
+        name: String,
+        /// Where the name is on the `model` line.
+        loc: bnnc_ir::Loc,
+        reason: String,
+    },
     #[error("internal compiler error: {0}")]
     Internal(String),
+}
+
+impl CompileError {
+    /// The place in the model file the error is about, when it is about one.
+    pub fn loc(&self) -> Option<bnnc_ir::Loc> {
+        match self {
+            CompileError::ModelName { loc, .. } if *loc != bnnc_ir::Loc::NONE => Some(*loc),
+            CompileError::Lower(LowerError::Unsupported { at, .. })
+                if *at != bnnc_ir::Loc::NONE =>
+            {
+                Some(*at)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why `name` cannot be the name of a model compiled to an object and a
+/// header, or `None` when it can.
+///
+/// The symbols of a compiled model are `<name>_run`, `<name>_run_v` and
+/// `<name>_workspace_size`, and its header's macros `<NAME>_...`. Two models
+/// linked into one program must differ in both. That holds for any two
+/// distinct names made of lower-case ASCII letters, digits and `_`, not
+/// starting with a digit: such a name is its own symbol prefix, and upper-casing
+/// it is one-to-one. Any other character would be mangled (`ti.ny` -> `ti_ny`)
+/// or folded by the upper-casing (`Tiny` -> `TINY`), and could collide with
+/// another model's name silently, so it is refused.
+pub fn model_name_problem(name: &str) -> Option<String> {
+    if let Some(c) = name.chars().find(|c| c.is_ascii_uppercase()) {
+        return Some(format!(
+            "it has the upper-case letter `{c}`, and the header's macros {}_... would be those of \
+             a model named `{}` too; name compiled models with lower-case letters, digits and `_`",
+            name.to_uppercase(),
+            name.to_lowercase()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+    {
+        let mangled = crate::abi::c_ident(name);
+        return Some(format!(
+            "`{}` is not allowed in a C identifier, and its symbols would become {mangled}_run, ..., \
+             those of a model named `{mangled}` too; name compiled models with lower-case letters, \
+             digits and `_`",
+            c.escape_default()
+        ));
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Some("a C identifier cannot start with a digit".into());
+    }
+    None
 }
 
 /// The code generator.
@@ -138,6 +199,9 @@ pub struct CompileOptions {
     /// is the backend's limit ([`Backend::max_vector_bits`]), `Some(0)` the
     /// scalar reference kernels; never wider than the backend's limit.
     pub max_vector_bits: Option<u32>,
+    /// The binary micro-kernels' register tile (`None`: the target's; see
+    /// [`crate::lower::kernel::MicroKernel::choose`]). For tuning.
+    pub tile: Option<crate::lower::kernel::Tile>,
 }
 
 impl CompileOptions {
@@ -149,6 +213,7 @@ impl CompileOptions {
             opt_level: 1,
             emit: [Emit::Obj, Emit::Header].into_iter().collect(),
             max_vector_bits: None,
+            tile: None,
         }
     }
 
@@ -183,6 +248,11 @@ impl CompileOptions {
         self.max_vector_bits = Some(bits);
         self
     }
+
+    pub fn tile(mut self, tile: Option<crate::lower::kernel::Tile>) -> CompileOptions {
+        self.tile = tile;
+        self
+    }
 }
 
 /// The result of [`compile`]: the lowered model (kir module, input/output
@@ -205,7 +275,8 @@ impl CompiledModule {
     }
 
     /// Writes each artifact into `out_dir` as `<model>.<ext>` (creating the
-    /// folder); returns the paths written, in [`Emit`] order.
+    /// folder), each atomically ([`bnnc_ir::files::write_atomic`]); returns
+    /// the paths written, in [`Emit`] order.
     pub fn write_to(&self, out_dir: &Path) -> Result<Vec<PathBuf>, CompileError> {
         std::fs::create_dir_all(out_dir).map_err(|source| CompileError::Write {
             path: out_dir.to_path_buf(),
@@ -214,7 +285,7 @@ impl CompiledModule {
         let mut written = Vec::new();
         for (e, bytes) in &self.artifacts {
             let path = out_dir.join(format!("{}.{}", self.lowered.name, e.extension()));
-            std::fs::write(&path, bytes).map_err(|source| CompileError::Write {
+            bnnc_ir::files::write_atomic(&path, bytes).map_err(|source| CompileError::Write {
                 path: path.clone(),
                 source,
             })?;
@@ -246,19 +317,31 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledModule, C
             });
         }
     }
+    if opts.emit.contains(&Emit::Obj) || opts.emit.contains(&Emit::Header) {
+        let g = &model.graph;
+        if let Some(reason) = model_name_problem(&g.name) {
+            return Err(CompileError::ModelName {
+                name: g.name.clone(),
+                loc: g.name_loc,
+                reason,
+            });
+        }
+    }
     if backend == Backend::Llvm {
         // Checks the target (and that this build has LLVM) before any work.
         bnnc_llvm::machine(target)?;
     }
     let limit = backend.max_vector_bits();
-    let lower_opts =
-        LowerOptions::max_vector_bits(opts.max_vector_bits.map_or(limit, |b| b.min(limit)));
+    let lower_opts = LowerOptions {
+        tile: opts.tile,
+        ..LowerOptions::max_vector_bits(opts.max_vector_bits.map_or(limit, |b| b.min(limit)))
+    };
     let (lowered, opt_report) = if opts.opt_level == 0 {
         (lower_with(model, target, &lower_opts)?, None)
     } else {
         let opt = crate::opt::optimize(model)?;
         (
-            lower_with(&opt.model, target, &lower_opts)?,
+            lower_with(&opt.model, target, &lower_opts).map_err(|e| e.located_in(&model.graph))?,
             Some(opt.report),
         )
     };
@@ -301,4 +384,47 @@ pub fn compile(model: &Model, opts: &CompileOptions) -> Result<CompiledModule, C
         opt_report,
         artifacts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str) -> Model {
+        let src = format!("model {name}\ninput x: f32[N, 4]\ny = relu(x)\noutput y\n");
+        let file = Path::new("m.ir");
+        let g = Model::parse_checked(&src, file).unwrap();
+        Model::from_graph(g, None, file).unwrap()
+    }
+
+    fn compile_named(name: &str, emit: &[Emit]) -> Result<CompiledModule, CompileError> {
+        let opts = CompileOptions::new(Target::parse("x86_64").unwrap()).emit(emit.iter().copied());
+        compile(&model(name), &opts)
+    }
+
+    #[test]
+    fn names_that_would_collide_after_mangling_are_refused() {
+        for (name, says) in [
+            ("Tiny", "TINY_... would be those of a model named `tiny`"),
+            ("TINY", "a model named `tiny`"),
+            ("ti.ny", "ti_ny_run, ..., those of a model named `ti_ny`"),
+        ] {
+            for emit in [&[Emit::Obj][..], &[Emit::Header]] {
+                let e = compile_named(name, emit).unwrap_err();
+                let CompileError::ModelName { loc, .. } = &e else {
+                    panic!("{name}: {e}");
+                };
+                assert_eq!(*loc, bnnc_ir::Loc::new(1, 7), "{name}");
+                assert!(e.to_string().contains(says), "{name}: {e}");
+                assert_eq!(e.loc(), Some(bnnc_ir::Loc::new(1, 7)));
+            }
+            // Nothing is linked by name in a JIT or a kir listing.
+            compile_named(name, &[]).unwrap();
+            compile_named(name, &[Emit::Kir]).unwrap();
+        }
+        for ok in ["tiny", "ti_ny", "m2", "_m"] {
+            assert_eq!(model_name_problem(ok), None, "{ok}");
+            compile_named(ok, &[Emit::Obj, Emit::Header]).unwrap();
+        }
+    }
 }

@@ -84,7 +84,35 @@ fn comment(s: &mut String, abi: &ModelAbi) {
     );
     let _ = writeln!(
         s,
-        " * {up}_WORKSPACE_SIZE(batch) bytes (any alignment; 64 is best)."
+        " * {up}_WORKSPACE_SIZE(batch) bytes (any alignment; 64 is best). With {} and",
+        abi.entry.run
+    );
+    let _ = writeln!(
+        s,
+        " * {}, a smaller workspace is undefined behaviour (the code writes past",
+        abi.entry.run_v
+    );
+    let _ = writeln!(
+        s,
+        " * its end); {} takes its size and refuses it.",
+        abi.entry.run_checked
+    );
+    let _ = writeln!(s, " *");
+    let _ = writeln!(
+        s,
+        " * Statuses: when several apply, the first of BATCH_TOO_LARGE, NULL_POINTER,"
+    );
+    let _ = writeln!(
+        s,
+        " * WORKSPACE_TOO_SMALL wins, and nothing is written. The workspace may be NULL"
+    );
+    let _ = writeln!(
+        s,
+        " * when its size is 0; input and output pointers must not be NULL, even when"
+    );
+    let _ = writeln!(
+        s,
+        " * their buffers are 0 bytes. Batch 0 is valid: it writes the unbatched outputs."
     );
     let _ = writeln!(s, " *");
     for t in abi.tensors() {
@@ -130,7 +158,7 @@ fn macros(s: &mut String, abi: &ModelAbi) {
     s.push('\n');
 }
 
-/// The prototypes of the three entry points.
+/// The prototypes of the four entry points.
 fn prototypes(s: &mut String, abi: &ModelAbi) {
     let up = &abi.macro_prefix;
     let params: Vec<String> = abi
@@ -154,6 +182,17 @@ fn prototypes(s: &mut String, abi: &ModelAbi) {
         s,
         "int32_t {}(const void *const *inputs, void *const *outputs, void *workspace, size_t batch);\n",
         abi.entry.run_v
+    );
+    let _ = writeln!(
+        s,
+        "/* {}, checking the workspace: returns {up}_ERR_WORKSPACE_TOO_SMALL when\n \
+         * workspace_bytes < {}(batch). */",
+        abi.entry.run_v, abi.entry.workspace_size
+    );
+    let _ = writeln!(
+        s,
+        "int32_t {}(const void *const *inputs, void *const *outputs, void *workspace, size_t workspace_bytes, size_t batch);\n",
+        abi.entry.run_checked
     );
     let _ = writeln!(
         s,

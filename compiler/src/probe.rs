@@ -122,6 +122,94 @@ fn probe_words(n: usize) -> Vec<u64> {
         .collect()
 }
 
+/// The JIT that holds a probe's code: kept, never read, so the code stays
+/// mapped while [`Probe::f`] points into it.
+#[allow(dead_code)]
+enum Code {
+    Cranelift(Box<bnnc_cranelift::Jit>),
+    Llvm(bnnc_llvm::Jit),
+}
+
+/// One probe shape, compiled and ready to time: [`Probe::rate`] is one timed
+/// run of about the length [`Probe::calibrate`] set. Kernels are best
+/// compared with rates taken right before or after their own runs, since
+/// the machine's speed can change between seconds (other jobs, clocks).
+pub struct Probe {
+    _code: Code,
+    f: ProbeFn,
+    pub lanes: u16,
+    pub chains: usize,
+    iters: i64,
+    xs: Vec<u64>,
+}
+
+impl Probe {
+    /// The probe of `lanes` x i64 and `chains` chains, JIT-compiled by
+    /// `backend` for `target` (which must run here).
+    pub fn new(
+        target: &Target,
+        backend: Backend,
+        lanes: u16,
+        chains: usize,
+    ) -> Result<Probe, CompileError> {
+        let m = probe_module(lanes, chains);
+        let (code, ptr) = match backend {
+            Backend::Cranelift => {
+                let jit = bnnc_cranelift::Jit::new(&m, target)?;
+                let ptr = jit.function(PROBE);
+                (Code::Cranelift(Box::new(jit)), ptr)
+            }
+            Backend::Llvm => {
+                let jit = bnnc_llvm::Jit::new(&m, target)?;
+                let ptr = jit.function(PROBE);
+                (Code::Llvm(jit), ptr)
+            }
+        };
+        let ptr = ptr.ok_or_else(|| CompileError::Internal(format!("JIT has no `{PROBE}`")))?;
+        // SAFETY: the probe was generated with exactly this signature, reads
+        // only `xs` (`chains * lanes` words) and writes nothing; `_code`
+        // keeps it alive as long as `f`.
+        let f = unsafe { std::mem::transmute::<*const u8, ProbeFn>(ptr) };
+        Ok(Probe {
+            _code: code,
+            f,
+            lanes,
+            chains,
+            iters: 1 << 12,
+            xs: probe_words(chains * lanes as usize),
+        })
+    }
+
+    /// Seconds of one call of `iters` iterations.
+    fn seconds(&self, iters: i64) -> f64 {
+        let t = Instant::now();
+        // SAFETY: see `new`; `xs` holds the words the probe reads.
+        let r = unsafe { (self.f)(iters, 0x1234_5678, self.xs.as_ptr()) };
+        std::hint::black_box(r);
+        t.elapsed().as_secs_f64()
+    }
+
+    /// Sets the iteration count so one [`Probe::rate`] takes about
+    /// `seconds`.
+    pub fn calibrate(&mut self, seconds: f64) {
+        let mut iters: i64 = 1 << 12;
+        loop {
+            let s = self.seconds(iters);
+            if s > 0.002 || iters > 1 << 40 {
+                self.iters = ((iters as f64) * seconds / s.max(1e-9)).max(1.0) as i64;
+                return;
+            }
+            iters *= 4;
+        }
+    }
+
+    /// Bit-MACs per second of one timed run.
+    pub fn rate(&self) -> f64 {
+        let per_iter = (self.chains * self.lanes as usize * 64) as f64;
+        self.iters as f64 * per_iter / self.seconds(self.iters)
+    }
+}
+
 /// Runs the probe for `lanes` x i64 vectors (1 = scalar) with each chain
 /// count in `chains`, JIT-compiled by `backend` for `target` (which must run
 /// here); each shape is timed `runs` times for about 20 ms a run and the
@@ -135,17 +223,11 @@ pub fn measure(
 ) -> Result<Ceiling, CompileError> {
     let mut best: Option<Ceiling> = None;
     for &c in chains {
-        let m = probe_module(lanes, c);
-        let rate = match backend {
-            Backend::Cranelift => {
-                let jit = bnnc_cranelift::Jit::new(&m, target)?;
-                time(jit.function(PROBE), lanes, c, runs)?
-            }
-            Backend::Llvm => {
-                let jit = bnnc_llvm::Jit::new(&m, target)?;
-                time(jit.function(PROBE), lanes, c, runs)?
-            }
-        };
+        let mut p = Probe::new(target, backend, lanes, c)?;
+        p.calibrate(0.02);
+        let mut rates: Vec<f64> = (0..runs.max(1)).map(|_| p.rate()).collect();
+        rates.sort_by(f64::total_cmp);
+        let rate = rates[rates.len() / 2];
         if best.is_none_or(|b| rate > b.bit_macs_per_s) {
             best = Some(Ceiling {
                 bit_macs_per_s: rate,
@@ -155,43 +237,6 @@ pub fn measure(
         }
     }
     best.ok_or_else(|| CompileError::Internal("no probe shape given".into()))
-}
-
-/// Median bit-MACs/s of the probe at `ptr`.
-fn time(
-    ptr: Option<*const u8>,
-    lanes: u16,
-    chains: usize,
-    runs: usize,
-) -> Result<f64, CompileError> {
-    let ptr = ptr.ok_or_else(|| CompileError::Internal(format!("JIT has no `{PROBE}`")))?;
-    // SAFETY: the probe was generated with exactly this signature, reads
-    // only `xs` and writes nothing.
-    let f = unsafe { std::mem::transmute::<*const u8, ProbeFn>(ptr) };
-    let per_iter = (chains * lanes as usize * 64) as f64;
-    let xs = probe_words(chains * lanes as usize);
-    let run = |iters: i64| {
-        let t = Instant::now();
-        // SAFETY: see above; `xs` holds the `chains * lanes` words it reads.
-        let r = unsafe { f(iters, 0x1234_5678, xs.as_ptr()) };
-        std::hint::black_box(r);
-        t.elapsed().as_secs_f64()
-    };
-    // Calibrate to about 20 ms a run.
-    let mut iters: i64 = 1 << 12;
-    loop {
-        let s = run(iters);
-        if s > 0.005 || iters > 1 << 40 {
-            iters = ((iters as f64) * 0.02 / s.max(1e-9)).max(1.0) as i64;
-            break;
-        }
-        iters *= 4;
-    }
-    let mut rates: Vec<f64> = (0..runs.max(1))
-        .map(|_| iters as f64 * per_iter / run(iters))
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    Ok(rates[rates.len() / 2])
 }
 
 #[cfg(test)]

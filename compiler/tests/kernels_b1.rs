@@ -27,7 +27,7 @@ use std::path::Path;
 
 use bnnc::compile::{compile, Backend, CompileOptions, Emit};
 use bnnc::jit::{from_words, to_words, JitModel};
-use bnnc::lower::kernel::MicroKernel;
+use bnnc::lower::kernel::{MicroKernel, Tile};
 use bnnc::lower::LowerOptions;
 use bnnc_ir::{Model, Tensor};
 use bnnc_kir::target::{Arch, Target};
@@ -356,6 +356,8 @@ struct Config {
     backend: Backend,
     target: Target,
     label: String,
+    /// A register tile other than the target's default.
+    tile: Option<Tile>,
 }
 
 impl Config {
@@ -364,7 +366,14 @@ impl Config {
             backend,
             target: Target::parse(target).unwrap(),
             label: format!("{backend} {target}"),
+            tile: None,
         }
+    }
+
+    fn tile(mut self, tile: &str) -> Config {
+        self.label = format!("{} tile {tile}", self.label);
+        self.tile = Some(tile.parse().unwrap());
+        self
     }
 }
 
@@ -378,6 +387,12 @@ fn configs() -> Vec<Config> {
     for t in cranelift {
         out.push(Config::new(Backend::Cranelift, t));
     }
+    // Tiles other than the defaults: odd pixel counts (dense rounds them
+    // down to a power of two), more blocks.
+    if host.arch == Arch::X86_64 {
+        out.push(Config::new(Backend::Cranelift, "x86_64+popcnt").tile("5x4"));
+    }
+    out.push(Config::new(Backend::Cranelift, "native").tile("3x4"));
     if !Backend::Llvm.available() {
         let why = "kernels_b1: LLVM is not built in (run with --features bnnc/llvm)";
         assert!(!ci(), "CI=true: {why}");
@@ -389,6 +404,10 @@ fn configs() -> Vec<Config> {
             let c = Config::new(Backend::Llvm, &format!("x86_64:{cpu}"));
             let missing = c.target.missing_on_host();
             if missing.is_empty() {
+                if cpu == "znver4" {
+                    out.push(Config::new(Backend::Llvm, "x86_64:znver4").tile("6x4"));
+                    out.push(Config::new(Backend::Llvm, "x86_64:znver4").tile("3x8"));
+                }
                 out.push(c);
             } else {
                 eprintln!("skipping {}: this CPU lacks {missing:?}", c.label);
@@ -399,6 +418,7 @@ fn configs() -> Vec<Config> {
         backend: Backend::Llvm,
         target: Target::native_cpu().unwrap(),
         label: "llvm native cpu".into(),
+        tile: None,
     });
     out
 }
@@ -462,6 +482,7 @@ fn micro_kernels_match_the_scalar_kernels_and_the_interpreter() {
                 .backend(c.backend)
                 .opt_level(case.opt_level)
                 .emit([])
+                .tile(c.tile)
         };
         let oracle_cfg = Config::new(Backend::Cranelift, "native");
         let oracle = JitModel::compile_with(&m, &opts(&oracle_cfg).max_vector_bits(0))
@@ -479,8 +500,16 @@ fn micro_kernels_match_the_scalar_kernels_and_the_interpreter() {
                 let j = JitModel::compile_with(&m, &opts(c))
                     .unwrap_or_else(|e| panic!("{}: {label}: {e}", case.name));
                 let want = if case.vector {
-                    let lo = LowerOptions::max_vector_bits(c.backend.max_vector_bits());
-                    MicroKernel::choose(&c.target, &lo).map(|mk| mk.lanes as u16)
+                    let lo = LowerOptions {
+                        tile: c.tile,
+                        ..LowerOptions::max_vector_bits(c.backend.max_vector_bits())
+                    };
+                    MicroKernel::choose(&c.target, &lo).map(|mk| {
+                        if let Some(t) = c.tile {
+                            assert_eq!(mk.tile(), t, "{label}: the tile asked for");
+                        }
+                        mk.lanes as u16
+                    })
                 } else {
                     None
                 };
@@ -653,6 +682,8 @@ fn micro_kernel_widths_follow_target_and_backend() {
     assert_eq!(lanes("x86_64", 128), Some(2));
     assert_eq!(lanes("aarch64", 128), Some(2));
     assert_eq!(lanes("riscv64", 512), None);
+    assert_eq!(lanes("riscv64+zbb", 512), Some(1));
+    assert_eq!(lanes("riscv64+zbb", 0), None);
     assert_eq!(lanes("x86_64:znver4", 0), None);
     // Through the pipeline: Cranelift never gets more than 128 bits, LLVM
     // what the target's features make worthwhile.
@@ -678,5 +709,39 @@ fn micro_kernel_widths_follow_target_and_backend() {
         assert!(text.contains("i64x8"), "{text}");
         let text = kir(&plain, Backend::Llvm);
         assert!(text.contains("i64x8"), "{text}");
+    }
+}
+
+/// The kir of the family's two vector instances on one small conv (3x3, 64
+/// -> 16 channels, 3x3 pixels, pad +1, threshold -> bits): border pixels with
+/// their checks and corrections, the interior tile, both epilogues. A
+/// change to the emitter shows here as a diff to review.
+#[test]
+fn micro_kernel_kir_snapshots() {
+    let m = model(&conv(
+        "kir",
+        [3, 3, 64],
+        16,
+        [3, 3],
+        ", padding=1, pad_value=+1",
+        Epi::Thr,
+    ));
+    for (name, backend, target) in [
+        ("kir_b1dot_v8_znver4", Backend::Llvm, "x86_64:znver4"),
+        ("kir_b1dot_v2_aarch64", Backend::Cranelift, "aarch64"),
+    ] {
+        if backend == Backend::Llvm && !Backend::Llvm.available() {
+            let why = "kernels_b1: LLVM is not built in (run with --features bnnc/llvm)";
+            assert!(!ci(), "CI=true: {why}");
+            eprintln!("skipping {name}: {why}");
+            continue;
+        }
+        let opts = CompileOptions::new(Target::parse(target).unwrap())
+            .backend(backend)
+            .opt_level(0)
+            .emit([Emit::Kir]);
+        let c = compile(&m, &opts).unwrap_or_else(|e| panic!("{target}: {e}"));
+        let kir = String::from_utf8(c.artifacts[&Emit::Kir].clone()).unwrap();
+        insta::assert_snapshot!(name, kir);
     }
 }

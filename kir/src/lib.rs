@@ -219,6 +219,11 @@ pub enum Expr {
     ReduceAdd(Box<Expr>),
     /// Lane `i` of a vector, as the lane type (`i < lanes`, checked).
     Extract(Box<Expr>, u16),
+    /// The sign bit of each lane of an integer vector as an `i64`: bit `l`
+    /// is lane `l`'s top bit, the other bits 0 (`movmsk`, or a compare into
+    /// a mask register and `kmov`). Applied to a compare's lane mask it gives
+    /// one bit per lane.
+    SignBits(Box<Expr>),
     /// Call of an external function with a result.
     CallExtern(ExternId, Vec<Expr>),
 }
@@ -352,6 +357,7 @@ impl Function {
             Expr::Cast(_, _, t) => *t,
             Expr::Splat(t, _) => *t,
             Expr::ReduceAdd(a) | Expr::Extract(a, _) => self.ty_of(m, a).lane(),
+            Expr::SignBits(_) => Ty::I64,
             Expr::CallExtern(x, _) => m.externs[x.0 as usize].ret,
         }
     }
@@ -610,6 +616,12 @@ fn check_expr(m: &Module, f: &Function, e: &Expr) -> Result<Ty, String> {
                 return Err("reduce_add of a scalar".into());
             }
         }
+        Expr::SignBits(a) => {
+            let t = check_expr(m, f, a)?;
+            if !t.is_vector() || t.scalar.is_float() || t.lanes > 64 {
+                return Err(format!("sign_bits of {t}"));
+            }
+        }
         Expr::Extract(a, i) => {
             let t = check_expr(m, f, a)?;
             if !t.is_vector() || *i >= t.lanes {
@@ -795,6 +807,7 @@ pub fn print_expr(m: &Module, f: &Function, e: &Expr) -> String {
         Expr::Splat(t, a) => format!("splat.{t}({})", print_expr(m, f, a)),
         Expr::ReduceAdd(a) => format!("reduce_add({})", print_expr(m, f, a)),
         Expr::Extract(a, i) => format!("extract({}, {i})", print_expr(m, f, a)),
+        Expr::SignBits(a) => format!("sign_bits({})", print_expr(m, f, a)),
         Expr::CallExtern(x, args) => {
             let a: Vec<String> = args.iter().map(|a| print_expr(m, f, a)).collect();
             format!(

@@ -343,11 +343,12 @@ pub struct Target {
 /// A target string that does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    #[error(
-        "unknown architecture `{0}`; expected x86_64, aarch64, riscv64 or native (see `--target help`)"
-    )]
+    #[error("{}", unknown_arch_message(.0))]
     UnknownArch(String),
-    #[error("unknown feature `{feature}` for {arch}; valid: {valid}")]
+    #[error(
+        "{} for {arch}; valid: {valid}",
+        if feature.is_empty() { "no feature name after `+`".to_string() } else { format!("unknown feature `{feature}`") }
+    )]
     UnknownFeature {
         arch: Arch,
         feature: String,
@@ -355,14 +356,35 @@ pub enum TargetError {
     },
     #[error("`native` takes no `+features`: it already means every feature of this CPU")]
     NativeWithFeatures,
+    /// `native:CPU`: `native` names a whole target, not an architecture.
+    #[error(
+        "`native:{0}`: `native` is this machine with every feature it has and takes no CPU \
+         model; for that CPU write ARCH:{0} (e.g. x86_64:{0}), or `--cpu {0}` with the LLVM \
+         backend (see `--target help`)"
+    )]
+    NativeWithCpu(String),
     #[error("this host ({0}) is not a supported architecture")]
     UnsupportedHost(String),
     #[error(
-        "`{0}` is not a CPU name: expected letters, digits, `-`, `_` or `.` (e.g. znver4, neoverse-n1; see `--target help`)"
+        "{}: expected letters, digits, `-`, `_` or `.` (e.g. znver4, neoverse-n1; see `--target help`)",
+        if .0.is_empty() { "no CPU name after `:`".to_string() } else { format!("`{}` is not a CPU name", .0) }
     )]
     BadCpuName(String),
     #[error("CPU `native` means this machine's CPU, which is not {0}")]
     NativeCpuElsewhere(Arch),
+}
+
+/// The message of [`TargetError::UnknownArch`]: what a target looks like.
+fn unknown_arch_message(arch: &str) -> String {
+    let found = if arch.is_empty() {
+        "no architecture".to_string()
+    } else {
+        format!("unknown architecture `{arch}`")
+    };
+    format!(
+        "{found}: a target is ARCH[:CPU][+FEATURE]... with ARCH one of x86_64, aarch64, riscv64 \
+         (e.g. x86_64+popcnt+avx2, aarch64:neoverse-n1), or `native` alone (see `--target help`)"
+    )
 }
 
 impl Target {
@@ -378,6 +400,9 @@ impl Target {
     pub fn parse(s: &str) -> Result<Target, TargetError> {
         let mut parts = s.split('+');
         let head = parts.next().unwrap_or("");
+        if let Some(cpu) = head.strip_prefix("native:") {
+            return Err(TargetError::NativeWithCpu(cpu.to_string()));
+        }
         if head == "native" {
             if parts.next().is_some() {
                 return Err(TargetError::NativeWithFeatures);
@@ -637,6 +662,37 @@ mod tests {
             Target::parse("native+avx2"),
             Err(TargetError::NativeWithFeatures)
         ));
+        assert_eq!(
+            Target::parse("native:znver4+avx2"),
+            Err(TargetError::NativeWithCpu("znver4".into()))
+        );
+    }
+
+    #[test]
+    fn malformed_targets_say_what_is_wrong_and_what_is_accepted() {
+        let msg = |s: &str| Target::parse(s).unwrap_err().to_string();
+        let m = msg("native:znver4");
+        assert!(
+            m.contains("takes no CPU model")
+                && m.contains("x86_64:znver4")
+                && m.contains("--cpu znver4"),
+            "{m}"
+        );
+        assert!(!m.contains("unknown architecture"), "{m}");
+        let m = msg("");
+        assert!(m.starts_with("no architecture: a target is ARCH"), "{m}");
+        let m = msg("arm");
+        assert!(
+            m.contains("unknown architecture `arm`") && m.contains("x86_64, aarch64, riscv64"),
+            "{m}"
+        );
+        let m = msg("x86_64+");
+        assert!(
+            m.starts_with("no feature name after `+` for x86_64; valid: "),
+            "{m}"
+        );
+        let m = msg("x86_64:");
+        assert!(m.starts_with("no CPU name after `:`"), "{m}");
     }
 
     #[test]

@@ -59,6 +59,23 @@ fn target_error(target: &Target, reason: impl Into<String>) -> Error {
 
 /// Builds the Cranelift ISA for `target`.
 pub(crate) fn build_isa(target: &Target, purpose: Purpose) -> Result<OwnedTargetIsa, Error> {
+    build_isa_with(target, purpose, false)
+}
+
+/// The ISA for `target` that compiles the module's wide functions
+/// ([`crate::is_wide`]): the same code generation but Cranelift's
+/// single-pass register allocator, linear in the function's size (the
+/// default backtracking allocator takes time quadratic in the number of
+/// values live at once, e.g. the parameters of a function with thousands).
+pub(crate) fn build_wide_isa(target: &Target, purpose: Purpose) -> Result<OwnedTargetIsa, Error> {
+    build_isa_with(target, purpose, true)
+}
+
+fn build_isa_with(
+    target: &Target,
+    purpose: Purpose,
+    single_pass: bool,
+) -> Result<OwnedTargetIsa, Error> {
     if target.arch == Arch::Riscv64 {
         return Err(target_error(
             target,
@@ -81,6 +98,9 @@ pub(crate) fn build_isa(target: &Target, purpose: Purpose) -> Result<OwnedTarget
             .map_err(|e| target_error(target, format!("Cranelift setting {name}={value}: {e}")))
     };
     set("opt_level", "speed")?;
+    if single_pass {
+        set("regalloc_algorithm", "single_pass")?;
+    }
     // The verifier is cheap next to code generation and catches translation
     // bugs before they become miscompiles, so it is on in every build.
     set("enable_verifier", "true")?;

@@ -7,7 +7,7 @@ use bnnc_kir::target::Target;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::default_libcall_names;
 
-use crate::isa::{build_isa, Purpose};
+use crate::isa::{build_isa, build_wide_isa, Purpose};
 use crate::translate::Placement;
 use crate::{compile_module, Error};
 
@@ -67,6 +67,7 @@ impl Jit {
         }
         kir::check(m).map_err(Error::Kir)?;
         let isa = build_isa(target, Purpose::Jit)?;
+        let wide = build_wide_isa(target, Purpose::Jit)?;
         let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
         // Every extern is resolved here, so the JIT never has to look a
         // symbol up (and never panics on a missing one) while finalizing.
@@ -81,7 +82,7 @@ impl Jit {
         };
         // On error `jit` is dropped, which frees whatever was allocated.
         let module = jit.module.get_mut().as_mut().expect("module present");
-        let decl = compile_module(module, m, Placement::Jit, false, |_, _| {})?;
+        let decl = compile_module(module, m, Placement::Jit, false, &*wide, |_, _| {})?;
         module
             .finalize_definitions()
             .map_err(|e| Error::Module(format!("finalizing the JIT module: {e}")))?;

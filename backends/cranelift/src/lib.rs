@@ -12,11 +12,13 @@
 
 use bnnc_kir as kir;
 use bnnc_kir::target::Target;
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::print_errors::pretty_verifier_error;
 use cranelift_codegen::CodegenError;
 use cranelift_codegen::Context;
 use cranelift_frontend::FunctionBuilderContext;
-use cranelift_module::{Module, ModuleError};
+use cranelift_module::{Module, ModuleError, ModuleReloc};
 
 mod isa;
 mod jit;
@@ -86,13 +88,66 @@ fn codegen_error(f: &kir::Function, ctx: &Context, e: ModuleError) -> Error {
     }
 }
 
+/// More parameters, or arguments of one call, than this make a function wide
+/// ([`is_wide`]).
+const WIDE: usize = 256;
+
+/// Whether `f` has more than [`WIDE`] parameters or passes more than that
+/// to one call: a model's entry points with thousands of inputs and outputs.
+/// Those values are all live at once, and Cranelift's default (backtracking)
+/// register allocator takes time quadratic in their number; wide functions
+/// are compiled with the single-pass allocator instead
+/// ([`isa::build_wide_isa`]), linear in the function's size. They only pass
+/// pointers on to the kernels, so the allocator's code quality hardly matters
+/// there; every kernel keeps the backtracking allocator.
+pub(crate) fn is_wide(f: &kir::Function) -> bool {
+    fn calls_wide(b: &[kir::Stmt]) -> bool {
+        b.iter().any(|s| match s {
+            kir::Stmt::Call(_, args) => args.len() > WIDE,
+            kir::Stmt::For { body, .. } => calls_wide(body),
+            kir::Stmt::If { then, els, .. } => calls_wide(then) || calls_wide(els),
+            _ => false,
+        })
+    }
+    f.params > WIDE || calls_wide(&f.body)
+}
+
+/// Compiles `ctx.func` with `isa` and defines it as `id` in `module`: what
+/// `Module::define_function` does with the module's own ISA.
+// The error type is cranelift-module's own, as `define_function` returns it.
+#[allow(clippy::result_large_err)]
+fn define_with<M: Module>(
+    module: &mut M,
+    isa: &dyn TargetIsa,
+    id: cranelift_module::FuncId,
+    ctx: &mut Context,
+) -> Result<(), ModuleError> {
+    let alignment = ctx
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|e| ModuleError::Compilation(e.inner))?
+        .buffer
+        .alignment;
+    let alignment = u64::from(alignment);
+    let code = ctx.compiled_code().expect("compiled just now");
+    let relocs: Vec<ModuleReloc> = code
+        .buffer
+        .relocs()
+        .iter()
+        .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
+        .collect();
+    let bytes = code.buffer.data().to_vec();
+    module.define_function_bytes(id, alignment, &bytes, &relocs)
+}
+
 /// Checks `m`, declares and defines everything in `module`, compiling each
-/// function; `each` sees every function's context after compilation.
+/// function (wide ones with `wide_isa`, see [`is_wide`]); `each` sees every
+/// function's context after compilation.
 pub(crate) fn compile_module<M: Module>(
     module: &mut M,
     m: &kir::Module,
     placement: Placement,
     disasm: bool,
+    wide_isa: &dyn TargetIsa,
     mut each: impl FnMut(usize, &Context),
 ) -> Result<Declared, Error> {
     check(m)?;
@@ -107,10 +162,14 @@ pub(crate) fn compile_module<M: Module>(
         translate::translate_function(m, &decl, i, placement, config, &mut ctx, &mut fctx)?;
         // A panic inside Cranelift (an internal assertion) becomes an error
         // naming the function instead of unwinding through the caller.
+        let wide = is_wide(f);
         let defined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            module
-                .define_function(decl.funcs[i], &mut ctx)
-                .map_err(|e| codegen_error(f, &ctx, e))
+            let r = if wide {
+                define_with(module, wide_isa, decl.funcs[i], &mut ctx)
+            } else {
+                module.define_function(decl.funcs[i], &mut ctx)
+            };
+            r.map_err(|e| codegen_error(f, &ctx, e))
         }));
         match defined {
             Ok(r) => r?,
@@ -162,8 +221,9 @@ pub fn clif_text(m: &kir::Module, target: &Target) -> Result<String, Error> {
 /// [`compile_object`] emits for `target`).
 pub fn disassembly(m: &kir::Module, target: &Target) -> Result<String, Error> {
     let mut module = object::new_module(m, target)?;
+    let wide = isa::build_wide_isa(target, isa::Purpose::Object)?;
     let mut out = String::new();
-    compile_module(&mut module, m, Placement::Object, true, |i, ctx| {
+    compile_module(&mut module, m, Placement::Object, true, &*wide, |i, ctx| {
         let code = ctx
             .compiled_code()
             .and_then(|c| c.vcode.as_deref())

@@ -5,7 +5,7 @@ use bnnc_kir::target::Target;
 use cranelift_module::default_libcall_names;
 use cranelift_object::{ObjectBuilder, ObjectModule};
 
-use crate::isa::{build_isa, Purpose};
+use crate::isa::{build_isa, build_wide_isa, Purpose};
 use crate::translate::Placement;
 use crate::{compile_module, Error};
 
@@ -25,7 +25,8 @@ pub(crate) fn new_module(m: &kir::Module, target: &Target) -> Result<ObjectModul
 /// are undefined symbols for the linker to resolve (link with `-lm`).
 pub fn compile_object(m: &kir::Module, target: &Target) -> Result<Vec<u8>, Error> {
     let mut module = new_module(m, target)?;
-    compile_module(&mut module, m, Placement::Object, false, |_, _| {})?;
+    let wide = build_wide_isa(target, Purpose::Object)?;
+    compile_module(&mut module, m, Placement::Object, false, &*wide, |_, _| {})?;
     module
         .finish()
         .emit()

@@ -588,6 +588,12 @@ impl Tx<'_, '_> {
                 }
                 acc
             }
+            Expr::SignBits(a) => {
+                let t = self.kty(a);
+                self.ty(t, || format!("sign_bits of {t}"))?;
+                let x = self.expr(a)?;
+                self.b.ins().vhigh_bits(types::I64, x)
+            }
             Expr::Extract(a, i) => {
                 let t = self.kty(a);
                 self.ty(t, || format!("extract from {t}"))?;

@@ -516,3 +516,56 @@ fn extract_every_lane() {
     let obj = bnnc_cranelift::compile_object(&m, &arm).unwrap();
     assert_eq!(&obj[..4], b"\x7fELF");
 }
+
+/// `sign_bits(v)`: bit l of the i64 result is lane l's top bit, for every
+/// 128-bit integer type, on raw lanes and on compare masks, on every
+/// runnable target (and compiled for aarch64).
+#[test]
+fn sign_bits_of_every_lane_type() {
+    let types: Vec<Ty> = INT_LANES.iter().map(|&(s, _)| vty(s)).collect();
+    let mut fns = Vec::new();
+    for &t in &types {
+        fns.push(vfn(&format!("sign_bits_{t}"), t, |a, _| {
+            Expr::SignBits(Box::new(a))
+        }));
+        fns.push(vfn(&format!("sign_bits_lt_{t}"), t, |a, b| {
+            Expr::SignBits(Box::new(cmp(CmpOp::SLt, a, b)))
+        }));
+    }
+    let m = module(fns);
+    let a: [u8; 16] = std::array::from_fn(|k| (k as u8).wrapping_mul(37).wrapping_add(0x81));
+    let b: [u8; 16] = std::array::from_fn(|k| (k as u8).wrapping_mul(91).wrapping_add(0x17));
+    for target in jit_targets() {
+        let j = jit(&m, &target);
+        for &t in &types {
+            let n = t.scalar.bits() as usize / 8;
+            let lane = |v: &[u8; 16], l: usize| -> i64 {
+                let mut x = 0i64;
+                for k in (0..n).rev() {
+                    x = (x << 8) | i64::from(v[l * n + k]);
+                }
+                (x << (64 - 8 * n)) >> (64 - 8 * n)
+            };
+            let lanes = t.lanes as usize;
+            for (name, want) in [
+                (
+                    format!("sign_bits_{t}"),
+                    (0..lanes).fold(0u64, |w, l| w | (u64::from(lane(&a, l) < 0) << l)),
+                ),
+                (
+                    format!("sign_bits_lt_{t}"),
+                    (0..lanes).fold(0u64, |w, l| w | (u64::from(lane(&a, l) < lane(&b, l)) << l)),
+                ),
+            ] {
+                let f: VFn = unsafe { std::mem::transmute(fn_addr(&j, &name)) };
+                let mut out = [0u8; 16];
+                f(a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
+                let got = u64::from_le_bytes(out[..8].try_into().unwrap());
+                assert_eq!(got, want, "{target}: {name}");
+            }
+        }
+    }
+    let arm = bnnc_kir::target::Target::parse("aarch64").unwrap();
+    let obj = bnnc_cranelift::compile_object(&m, &arm).unwrap();
+    assert_eq!(&obj[..4], b"\x7fELF");
+}

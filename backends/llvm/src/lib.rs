@@ -31,7 +31,15 @@
 //!
 //! Every function carries `target-cpu` and `target-features` attributes, for
 //! objects and JIT alike. Exported kir functions are global symbols, the rest
-//! internal; data objects are private `unnamed_addr` constants in `.rodata`
+//! internal and `noinline`: a kir module's local functions are whole loop
+//! nests (bnnc's kernels, each called once per run), and inlining every one
+//! into its caller would make one function of the whole model, on which
+//! `default<O3>`'s function passes (constraint elimination, SCEV's loop
+//! guards, the SLP vectorizer) take time quadratic in the model's size.
+//! Functions with more than 256 parameters or call arguments (the entry
+//! points of models with thousands of inputs and outputs, which only check
+//! pointers and pass them on) are `optnone`, for the same reason.
+//! Data objects are private `unnamed_addr` constants in `.rodata`
 //! with their alignment; objects are position independent.
 //!
 //! # Targets

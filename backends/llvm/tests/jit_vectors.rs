@@ -470,3 +470,58 @@ fn extract_every_lane_of_every_width() {
         }
     }
 }
+
+/// `sign_bits(v)`: bit l of the i64 result is lane l's top bit, for integer
+/// vectors of every width and lane size (up to 64 lanes), on raw lanes and
+/// on compare masks.
+#[test]
+fn sign_bits_of_every_width() {
+    if !llvm("sign_bits_of_every_width") {
+        return;
+    }
+    let types: Vec<Ty> = shapes()
+        .into_iter()
+        .filter(|t| !t.scalar.is_float() && t.lanes <= 64)
+        .collect();
+    let mut fns = Vec::new();
+    for &t in &types {
+        fns.push(vfn(&format!("sign_bits_{t}"), t, |a, _| {
+            Expr::SignBits(Box::new(a))
+        }));
+        fns.push(vfn(&format!("sign_bits_lt_{t}"), t, |a, b| {
+            Expr::SignBits(Box::new(cmp(CmpOp::SLt, a, b)))
+        }));
+    }
+    let m = module(fns);
+    for target in jit_targets() {
+        let j = jit(&m, &target);
+        for &t in &types {
+            let (a, b) = inputs(t, 5);
+            let n = t.scalar.bits() as usize / 8;
+            let lane = |v: &[u8], l: usize| -> i64 {
+                let mut x = 0i64;
+                for k in (0..n).rev() {
+                    x = (x << 8) | i64::from(v[l * n + k]);
+                }
+                (x << (64 - 8 * n)) >> (64 - 8 * n)
+            };
+            for (name, want) in [
+                (
+                    format!("sign_bits_{t}"),
+                    (0..t.lanes as usize).fold(0u64, |w, l| w | (u64::from(lane(&a, l) < 0) << l)),
+                ),
+                (
+                    format!("sign_bits_lt_{t}"),
+                    (0..t.lanes as usize)
+                        .fold(0u64, |w, l| w | (u64::from(lane(&a, l) < lane(&b, l)) << l)),
+                ),
+            ] {
+                let f: VFn = get(&j, &name);
+                let mut out = vec![0u8; 64];
+                f(a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
+                let got = u64::from_le_bytes(out[..8].try_into().unwrap());
+                assert_eq!(got, want, "{target}: {name}");
+            }
+        }
+    }
+}

@@ -262,6 +262,7 @@ fn const_params(cx: &Cx, v: ValueId, ps: &[ValueId]) -> Result<Vec<Vec<f32>>, Lo
                         cx.model.graph.node(v).op.name()
                     ),
                     types: cx.model.ty(p).to_string(),
+                    at: cx.model.graph.node(v).locs.op,
                 })
         })
         .collect()
@@ -573,7 +574,9 @@ fn threshold(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
     let shared = t.dims[0] == 1;
     let tdata = match &t.data {
         TensorData::F32(x) => cx.data_f32("thresholds", x),
-        TensorData::Int(x) => cx.data_i32("thresholds", x),
+        TensorData::Int(_) | TensorData::Bits(_) => {
+            cx.data_i32("thresholds", &t.as_int().unwrap_or_default())
+        }
     };
     let ddata = dir
         .flatten()
@@ -652,24 +655,50 @@ fn threshold_replicated(
                         at4(&p[0], add(mul(row.clone(), c64(c0)), ch0.clone())),
                     ),
                 );
-                for r in 0..times {
-                    let ch = if r == 0 {
-                        ch0.clone()
-                    } else {
-                        add(ch0.clone(), c64(r * c0))
-                    };
+                let store = |fb: &mut Fb, ch: Expr| {
                     let word = at8(
                         &p[1],
                         add(mul(row.clone(), c64(owords)), shru(ch.clone(), i64c(6))),
                     );
                     let bit = shl(flag64(negative(float, x.clone(), ch.clone())), ch);
                     fb.store(word.clone(), or(load(Ty::I64, word), bit));
-                }
+                };
+                for_replicas(fb, times, c0, &ch0, store);
             });
         })
     });
     cx.end(fb, vec![src, out]);
     Ok(())
+}
+
+/// Replicas unrolled up to this count; more are a loop, so that the code
+/// does not grow with `replicate`'s `times`.
+const MAX_UNROLLED_REPLICAS: usize = 8;
+
+/// `body(fb, ch)` for the channel `ch = c + r * chans` of each replica `r`
+/// in `0..times`: unrolled, or a loop over `r` for more than
+/// [`MAX_UNROLLED_REPLICAS`].
+fn for_replicas(
+    fb: &mut Fb,
+    times: usize,
+    chans: usize,
+    c: &Expr,
+    mut body: impl FnMut(&mut Fb, Expr),
+) {
+    if times <= MAX_UNROLLED_REPLICAS {
+        for r in 0..times {
+            let ch = if r == 0 {
+                c.clone()
+            } else {
+                add(c.clone(), c64(r * chans))
+            };
+            body(fb, ch);
+        }
+    } else {
+        fb.for_n("r", times, |fb, r| {
+            body(fb, add(c.clone(), mul(r, c64(chans))))
+        });
+    }
 }
 
 /// `table(x, t, lo)` over a stored integer value (see [`Lookup`]): `b1`
@@ -694,7 +723,10 @@ fn table(cx: &mut Cx, v: ValueId, ins: &[ValueId], lo: i32, out: usize) -> R {
             let shared = t.dims[0] == 1;
             let (data, ty) = match &t.data {
                 TensorData::F32(x) => (cx.data_f32("table", x), Ty::F32),
-                TensorData::Int(x) => (cx.data_i32("table", x), Ty::I32),
+                TensorData::Int(_) | TensorData::Bits(_) => (
+                    cx.data_i32("table", &t.as_int().unwrap_or_default()),
+                    Ty::I32,
+                ),
             };
             map_raw(cx, v, src, out, "table", move |fb, p, idx, ch| {
                 let k = clamp_index(fb, load(Ty::I32, at4(p, idx)), lo, r);
@@ -777,7 +809,7 @@ impl Lookup {
     fn new(cx: &mut Cx, t: &bnnc_ir::Tensor, lo: i32) -> Option<Lookup> {
         let v = t.as_int()?;
         let (rows, r) = (t.dims[0], *t.dims.last()?);
-        let bits = crate::lower::pack_bits(v, rows, r);
+        let bits = crate::lower::pack_bits(&v, rows, r);
         Some(Lookup {
             bits: cx.data_u64("table_bits", &bits),
             lo,
@@ -839,12 +871,7 @@ impl Thr {
             Some(_) => fb.let_("acc", Ty::I32, acc),
             None => acc,
         };
-        for r in 0..self.reps {
-            let ch = if r == 0 {
-                o.clone()
-            } else {
-                add(o.clone(), c64(r * chans))
-            };
+        for_replicas(fb, self.reps, chans, o, |fb, ch| {
             let word = at8(out, add(row.clone(), shru(ch.clone(), i64c(6))));
             let neg = match self.table {
                 Some(tb) => tb.negative(fb, acc.clone(), &ch),
@@ -852,7 +879,7 @@ impl Thr {
             };
             let bit = shl(flag64(neg), ch);
             fb.store(word.clone(), or(load(Ty::I64, word), bit));
-        }
+        });
     }
 
     /// i8 1 where the accumulator `acc` (i32) of output channel `o` does not
@@ -1201,7 +1228,10 @@ fn micro_dot(
     if w.elem != ElemType::B1 || cx.read_through.contains_key(&node.inputs[0]) {
         return Ok(false);
     }
-    let wv = w.as_int().unwrap_or(&[]).to_vec();
+    // Rows of the weights' last axis: the tensor's own words when packed.
+    let Some(wv) = w.to_b1_words() else {
+        return Ok(false);
+    };
     let samples = dot_samples(cx.buf_ty(out));
     let problem = match &node.op {
         Op::Dense => kernel::B1Dot::dense(samples, w.dims[0], w.dims[1], epi),
@@ -1327,7 +1357,8 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
     let (o, k) = (w.dims[0], w.dims[1]);
     let (x, reps, c0) = dot_input(cx, ins[0])?;
     let words = Storage::words(c0);
-    let wv = w.as_int().unwrap_or(&[]);
+    let wv = w.as_int().unwrap_or_default();
+    let wv: &[i32] = &wv;
     // Row (o, r) holds replica r's slice w[o, r*C0 .. (r+1)*C0]: the row-major
     // weights seen as `o*reps` rows of C0 channels.
     let planes = (reps > 1 && w.elem == ElemType::B1)
@@ -1655,7 +1686,7 @@ fn conv_b1(
         .cloned()
         .ok_or_else(|| cx.unsupported(v, &[]))?;
     let g = geom(cx, v, ins, attrs);
-    let wv = w.as_int().unwrap_or(&[]).to_vec();
+    let wv = w.as_int().unwrap_or_default();
     let (x, reps, c0) = dot_input(cx, ins[0])?;
     // A grouped conv over a read-through replicate. When each group's
     // channels lie inside one replica, group g reads source channels from
@@ -2303,6 +2334,7 @@ fn softmax_argmax(cx: &mut Cx, v: ValueId, x: ValueId, axis: i64, out: usize, so
             node: cx.model.graph.node(v).name.clone(),
             op: cx.model.graph.node(v).op.name().into(),
             types: "along the batch dimension".into(),
+            at: cx.model.graph.node(v).locs.op,
         });
     }
     let dims = xty.dims(1);

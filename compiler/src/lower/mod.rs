@@ -17,7 +17,9 @@
 //!    buffers whose lifetimes do not overlap sharing space (first fit).
 //! 4. **Entry points.** `<model>_run(inputs.., outputs.., workspace, batch)`,
 //!    `<model>_run_v(inputs[], outputs[], workspace, batch)` (pointer arrays),
-//!    and `<model>_workspace_size(batch)`, all exported; everything else is local.
+//!    `<model>_run_checked(inputs[], outputs[], workspace, workspace_bytes,
+//!    batch)` (the same, refusing a workspace smaller than needed), and
+//!    `<model>_workspace_size(batch)`, all exported; everything else is local.
 //!
 //! Ternary values are lowered only as the weights of a conv/dense over `b1`
 //! (or `f32`) inputs; n-bit, int8 and other ternary tensors are not lowered
@@ -39,11 +41,14 @@ use emit::Fb;
 /// Why a model cannot be lowered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LowerError {
+    /// `at` is where the node is in the model file ([`bnnc_ir::Loc::NONE`]
+    /// when unknown; see [`LowerError::located_in`]).
     #[error("not supported yet by the native backends: {op} {types} (node `{node}`)")]
     Unsupported {
         node: String,
         op: String,
         types: String,
+        at: bnnc_ir::Loc,
     },
     #[error("the workspace of model `{model}` would overflow: {what}")]
     WorkspaceOverflow { model: String, what: String },
@@ -51,6 +56,38 @@ pub enum LowerError {
     ConstFold { node: String, message: String },
     #[error("internal lowering error: {0}")]
     Internal(String),
+}
+
+impl LowerError {
+    /// This error with the location of its node in `g` when it has none: an
+    /// optimized graph's nodes carry no locations, but a node the optimizer
+    /// kept has its name in the graph the user wrote.
+    pub fn located_in(self, g: &bnnc_ir::Graph) -> LowerError {
+        match self {
+            LowerError::Unsupported {
+                node,
+                op,
+                types,
+                at,
+            } if at == bnnc_ir::Loc::NONE => {
+                let at = g
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == node)
+                    .map_or(at, |n| match n.op {
+                        Op::Input(_) => n.locs.name,
+                        _ => n.locs.op,
+                    });
+                LowerError::Unsupported {
+                    node,
+                    op,
+                    types,
+                    at,
+                }
+            }
+            e => e,
+        }
+    }
 }
 
 /// How a tensor is laid out in memory.
@@ -191,6 +228,9 @@ impl Lowered {
     pub fn entry_v(&self) -> String {
         format!("{}_run_v", self.name)
     }
+    pub fn entry_checked(&self) -> String {
+        format!("{}_run_checked", self.name)
+    }
     pub fn workspace_fn(&self) -> String {
         format!("{}_workspace_size", self.name)
     }
@@ -203,7 +243,12 @@ pub mod status {
     pub const NULL_POINTER: i32 = 1;
     /// The batch exceeds the model's maximum (its workspace would overflow).
     pub const BATCH_TOO_LARGE: i32 = 2;
+    /// The workspace is smaller than the batch needs (`<model>_run_checked`).
+    pub const WORKSPACE_TOO_SMALL: i32 = 3;
 }
+
+/// Most kernel calls in one function of the body ([`Cx::body_fn`]).
+const BODY_LEAF: usize = 16;
 
 /// Where a buffer lives, resolved to an address in the body function.
 #[derive(Clone, Debug)]
@@ -253,8 +298,8 @@ pub(crate) struct Cx<'m> {
     /// replicated value's source directly (never stored): value -> (source,
     /// times).
     pub(crate) read_through: HashMap<ValueId, (ValueId, usize)>,
-    /// Constant values (folded).
-    consts: Vec<Option<Tensor>>,
+    /// Constant values (folded; the model's own borrowed).
+    consts: Vec<Option<std::borrow::Cow<'m, Tensor>>>,
     /// Data objects made for constants in their standard storage.
     const_bufs: HashMap<ValueId, usize>,
     kernel_count: usize,
@@ -278,15 +323,23 @@ pub struct LowerOptions {
     /// micro-kernels use the narrower of this and what the target's features
     /// make worthwhile ([`kernel::MicroKernel::choose`]).
     pub max_vector_bits: u32,
+    /// The register tile of the binary micro-kernels, when it fits their
+    /// vector width; `None` (the default) takes the target's
+    /// ([`kernel::MicroKernel::choose`]). For tuning and benchmarks.
+    pub tile: Option<kernel::Tile>,
 }
 
 impl LowerOptions {
     /// Scalar kernels only: the reference the micro-kernels are tested against.
-    pub const SCALAR: LowerOptions = LowerOptions { max_vector_bits: 0 };
+    pub const SCALAR: LowerOptions = LowerOptions {
+        max_vector_bits: 0,
+        tile: None,
+    };
 
     pub fn max_vector_bits(bits: u32) -> LowerOptions {
         LowerOptions {
             max_vector_bits: bits,
+            tile: None,
         }
     }
 }
@@ -351,6 +404,10 @@ pub fn lower_with(
             node: g.node(v).name.clone(),
             op: "model input/output of type".into(),
             types: ty.to_string(),
+            at: match g.node(v).op {
+                Op::Input(_) => g.node(v).locs.name,
+                _ => g.node(v).locs.op,
+            },
         })?;
         Ok(IoDesc {
             name: g.node(v).name.clone(),
@@ -482,6 +539,7 @@ impl<'m> Cx<'m> {
             node: n.name.clone(),
             op: n.op.name().to_string(),
             types: format!("({}) -> {}", ins.join(", "), self.model.ty(v).elem),
+            at: n.locs.op,
         }
     }
 
@@ -491,20 +549,24 @@ impl<'m> Cx<'m> {
             let n = g.node(v);
             let value = match &n.op {
                 Op::Input(_) => None,
-                Op::Weight { .. } | Op::Const { .. } => self.model.constant(v).cloned(),
+                Op::Weight { .. } | Op::Const { .. } => {
+                    self.model.constant(v).map(std::borrow::Cow::Borrowed)
+                }
                 op => {
                     let args: Option<Vec<&Tensor>> = n
                         .inputs
                         .iter()
-                        .map(|i| self.consts[i.index()].as_ref())
+                        .map(|i| self.consts[i.index()].as_deref())
                         .collect();
                     match args {
-                        Some(args) => Some(bnnc_runtime::ops::eval(op, &args).map_err(|e| {
-                            LowerError::ConstFold {
-                                node: n.name.clone(),
-                                message: e.to_string(),
-                            }
-                        })?),
+                        Some(args) => Some(std::borrow::Cow::Owned(
+                            bnnc_runtime::ops::eval(op, &args).map_err(|e| {
+                                LowerError::ConstFold {
+                                    node: n.name.clone(),
+                                    message: e.to_string(),
+                                }
+                            })?,
+                        )),
                         None => None,
                     }
                 }
@@ -519,6 +581,7 @@ impl<'m> Cx<'m> {
             node: String::new(),
             op: "tensor of type".into(),
             types: ty.to_string(),
+            at: bnnc_ir::Loc::NONE,
         })?;
         self.bufs.push(Buf { loc, ty, storage });
         Ok(self.bufs.len() - 1)
@@ -537,7 +600,7 @@ impl<'m> Cx<'m> {
     }
 
     pub(crate) fn constant(&self, v: ValueId) -> Option<&Tensor> {
-        self.consts[v.index()].as_ref()
+        self.consts[v.index()].as_deref()
     }
 
     /// Adds a read-only data object.
@@ -578,6 +641,16 @@ impl<'m> Cx<'m> {
             (TensorData::Int(x), Storage::I32) => self.data_i32(&what, x),
             (TensorData::Int(x), Storage::B1 { rows, channels }) => {
                 let words = pack_bits(x, rows, channels);
+                self.data_u64(&what, &words)
+            }
+            // Packed storage is this layout when its rows are the buffer's.
+            (TensorData::Bits(w), Storage::B1 { rows, channels })
+                if bnnc_ir::tensor::b1_rows(&t.dims) == Some((rows, channels)) =>
+            {
+                self.data_u64(&what, w)
+            }
+            (TensorData::Bits(_), Storage::B1 { rows, channels }) => {
+                let words = pack_bits(&t.as_int().unwrap_or_default(), rows, channels);
                 self.data_u64(&what, &words)
             }
             _ => return Err(LowerError::Internal(format!("constant {what} of {ty}"))),
@@ -671,6 +744,10 @@ impl<'m> Cx<'m> {
             let mut order: Vec<usize> = (0..n).filter(|&w| self.work[w].2 == batched).collect();
             order.sort_by_key(|&w| (first[w], std::cmp::Reverse(self.work[w].1), w));
             for w in order {
+                // In `first` order, a buffer that died before `w` starts
+                // overlaps no later one either: keeping only live ones makes
+                // the plan linear in the buffers times the most live at once.
+                placed.retain(|&p| first[w] <= last[p]);
                 let size = self.work[w]
                     .1
                     .checked_next_multiple_of(64)
@@ -729,6 +806,92 @@ impl<'m> Cx<'m> {
         ))
     }
 
+    /// A local function `name(io.., workspace, batch)` calling the kernels of
+    /// `steps` in order; `io` are the input and output buffers it receives
+    /// (indices: inputs `0..ni`, then outputs), in increasing order.
+    ///
+    /// More than [`BODY_LEAF`] steps are split in two halves, each its own
+    /// function of the buffers it uses. In one function calling every kernel,
+    /// each buffer pointer would stay live across every call before its use,
+    /// and the backends' register allocators take time quadratic in the
+    /// model's inputs and outputs times its kernels for that; in the tree no
+    /// value is live across more than [`BODY_LEAF`] calls, so compile time is
+    /// `O(n log n)` in the steps and buffers, at the price of a call per
+    /// [`BODY_LEAF`] / 2 steps at run time.
+    fn body_fn(
+        &mut self,
+        name: String,
+        io: &[usize],
+        steps: std::ops::Range<usize>,
+        ni: usize,
+        plan: &[PlanEntry],
+        ws: &Workspace,
+    ) -> FuncId {
+        let mut fb = Fb::new(name.clone(), false, None);
+        let params: HashMap<usize, Expr> = io
+            .iter()
+            .map(|&i| {
+                let nm = if i < ni {
+                    format!("in{i}")
+                } else {
+                    format!("out{}", i - ni)
+                };
+                (i, var(fb.param(&nm, Ty::PTR)))
+            })
+            .collect();
+        let wsp = var(fb.param("workspace", Ty::PTR));
+        let batch = var(fb.param("batch", Ty::I64));
+        if steps.len() <= BODY_LEAF {
+            for step in &self.steps[steps] {
+                let mut args = vec![batch.clone()];
+                for &b in &step.args {
+                    args.push(match &self.bufs[b].loc {
+                        Loc::Input(k) => params[k].clone(),
+                        Loc::Output(k) => params[&(ni + k)].clone(),
+                        Loc::Data(d) => Expr::DataAddr(*d),
+                        Loc::Work(w) => {
+                            let e = &plan[*w];
+                            if e.batched {
+                                add(
+                                    wsp.clone(),
+                                    add(
+                                        i64c(ws.fixed as i64),
+                                        mul(i64c(e.offset as i64), batch.clone()),
+                                    ),
+                                )
+                            } else {
+                                add(wsp.clone(), i64c(e.offset as i64))
+                            }
+                        }
+                    });
+                }
+                fb.push(Stmt::Call(step.func, args));
+            }
+        } else {
+            let mid = steps.start + steps.len() / 2;
+            for (half, part) in [("a", steps.start..mid), ("b", mid..steps.end)] {
+                let used: std::collections::BTreeSet<usize> = self.steps[part.clone()]
+                    .iter()
+                    .flat_map(|s| &s.args)
+                    .filter_map(|&b| match self.bufs[b].loc {
+                        Loc::Input(k) => Some(k),
+                        Loc::Output(k) => Some(ni + k),
+                        Loc::Data(_) | Loc::Work(_) => None,
+                    })
+                    .collect();
+                let used: Vec<usize> = used.into_iter().collect();
+                let f = self.body_fn(format!("{name}_{half}"), &used, part, ni, plan, ws);
+                let mut args: Vec<Expr> = used.iter().map(|k| params[k].clone()).collect();
+                args.push(wsp.clone());
+                args.push(batch.clone());
+                fb.push(Stmt::Call(f, args));
+            }
+        }
+        fb.push(Stmt::Return(None));
+        self.module.functions.push(fb.finish());
+        FuncId(self.module.functions.len() as u32 - 1)
+    }
+
     /// The body (kernel calls) and the exported entry points.
     fn entry_points(
         &mut self,
@@ -739,74 +902,54 @@ impl<'m> Cx<'m> {
     ) {
         let (ni, no) = (inputs.len(), outputs.len());
         // body(inputs.., outputs.., workspace, batch)
-        let mut fb = Fb::new(format!("{}_body", self.name), false, None);
-        let params: Vec<Expr> = (0..ni + no)
-            .map(|i| {
-                let nm = if i < ni {
-                    format!("in{i}")
-                } else {
-                    format!("out{}", i - ni)
-                };
-                var(fb.param(&nm, Ty::PTR))
-            })
-            .collect();
-        let wsp = var(fb.param("workspace", Ty::PTR));
-        let batch = var(fb.param("batch", Ty::I64));
-        for step in &self.steps {
-            let mut args = vec![batch.clone()];
-            for &b in &step.args {
-                args.push(match &self.bufs[b].loc {
-                    Loc::Input(k) => params[*k].clone(),
-                    Loc::Output(k) => params[ni + k].clone(),
-                    Loc::Data(d) => Expr::DataAddr(*d),
-                    Loc::Work(w) => {
-                        let e = &plan[*w];
-                        if e.batched {
-                            add(
-                                wsp.clone(),
-                                add(
-                                    i64c(ws.fixed as i64),
-                                    mul(i64c(e.offset as i64), batch.clone()),
-                                ),
-                            )
-                        } else {
-                            add(wsp.clone(), i64c(e.offset as i64))
-                        }
-                    }
-                });
-            }
-            fb.push(Stmt::Call(step.func, args));
-        }
-        fb.push(Stmt::Return(None));
-        self.module.functions.push(fb.finish());
-        let body = FuncId(self.module.functions.len() as u32 - 1);
+        let all: Vec<usize> = (0..ni + no).collect();
+        let name = format!("{}_body", self.name);
+        let body = self.body_fn(name, &all, 0..self.steps.len(), ni, plan, ws);
 
-        // Checks shared by both entry points, then the call.
-        let checked_call = |fb: &mut Fb, ptrs: Vec<Expr>, wsp: Expr, batch: Expr| {
+        // The first check of every entry point: the batch.
+        let batch_check = |fb: &mut Fb, batch: &Expr| {
             fb.if_(
                 cmp(CmpOp::ULt, i64c(ws.max_batch as i64), batch.clone()),
                 |fb| fb.push(Stmt::Return(Some(i32c(status::BATCH_TOO_LARGE)))),
             );
-            for p in &ptrs {
-                fb.if_(cmp(CmpOp::Eq, p.clone(), i64c(0)), |fb| {
-                    fb.push(Stmt::Return(Some(i32c(status::NULL_POINTER))))
-                });
-            }
-            let size = add(
-                i64c(ws.fixed as i64),
-                mul(i64c(ws.per_sample as i64), batch.clone()),
-            );
-            fb.if_(cmp(CmpOp::Eq, wsp.clone(), i64c(0)), |fb| {
-                fb.if_(cmp(CmpOp::Ne, size, i64c(0)), |fb| {
-                    fb.push(Stmt::Return(Some(i32c(status::NULL_POINTER))))
-                })
-            });
-            let mut args = ptrs;
-            args.push(wsp);
-            args.push(batch);
-            fb.push(Stmt::Call(body, args));
-            fb.push(Stmt::Return(Some(i32c(status::OK))));
         };
+        // The checks after it, then the call. The order of the checks is the
+        // order in which statuses win: batch, null pointers, then the
+        // workspace's size (when the caller gives it).
+        let checked_call =
+            |fb: &mut Fb, ptrs: Vec<Expr>, wsp: Expr, ws_bytes: Option<Expr>, batch: Expr| {
+                // One branch for all pointers, on a balanced `or` of the
+                // tests: a branch per pointer keeps every later pointer live
+                // across it (work quadratic in the inputs and outputs for the
+                // backends' SSA construction and register allocation), and a
+                // chain of `or`s is as deep as there are pointers (LLVM's jump
+                // threading recurses through it).
+                if let Some(null) = any_null(&ptrs) {
+                    fb.if_(cmp(CmpOp::Ne, null, Expr::Int(0, Ty::I8)), |fb| {
+                        fb.push(Stmt::Return(Some(i32c(status::NULL_POINTER))))
+                    });
+                }
+                // batch <= max_batch, so the size fits in i64 (see Workspace).
+                let size = add(
+                    i64c(ws.fixed as i64),
+                    mul(i64c(ws.per_sample as i64), batch.clone()),
+                );
+                fb.if_(cmp(CmpOp::Eq, wsp.clone(), i64c(0)), |fb| {
+                    fb.if_(cmp(CmpOp::Ne, size.clone(), i64c(0)), |fb| {
+                        fb.push(Stmt::Return(Some(i32c(status::NULL_POINTER))))
+                    })
+                });
+                if let Some(bytes) = ws_bytes {
+                    fb.if_(cmp(CmpOp::ULt, bytes, size), |fb| {
+                        fb.push(Stmt::Return(Some(i32c(status::WORKSPACE_TOO_SMALL))))
+                    });
+                }
+                let mut args = ptrs;
+                args.push(wsp);
+                args.push(batch);
+                fb.push(Stmt::Call(body, args));
+                fb.push(Stmt::Return(Some(i32c(status::OK))));
+            };
 
         let mut fb = Fb::new(format!("{}_run", self.name), true, Some(Ty::I32));
         let ptrs: Vec<Expr> = inputs
@@ -816,36 +959,43 @@ impl<'m> Cx<'m> {
             .collect();
         let wsp = var(fb.param("workspace", Ty::PTR));
         let batch = var(fb.param("batch", Ty::I64));
-        checked_call(&mut fb, ptrs, wsp, batch);
+        batch_check(&mut fb, &batch);
+        checked_call(&mut fb, ptrs, wsp, None, batch);
         self.module.functions.push(fb.finish());
 
-        let mut fb = Fb::new(format!("{}_run_v", self.name), true, Some(Ty::I32));
-        let ins = var(fb.param("inputs", Ty::PTR));
-        let outs = var(fb.param("outputs", Ty::PTR));
-        let wsp = var(fb.param("workspace", Ty::PTR));
-        let batch = var(fb.param("batch", Ty::I64));
-        for arr in [&ins, &outs] {
-            fb.if_(cmp(CmpOp::Eq, arr.clone(), i64c(0)), |fb| {
-                fb.push(Stmt::Return(Some(i32c(status::NULL_POINTER))))
-            });
+        // run_v and run_checked: the buffers as two arrays of pointers.
+        for checked in [false, true] {
+            let name = if checked { "run_checked" } else { "run_v" };
+            let mut fb = Fb::new(format!("{}_{name}", self.name), true, Some(Ty::I32));
+            let ins = var(fb.param("inputs", Ty::PTR));
+            let outs = var(fb.param("outputs", Ty::PTR));
+            let wsp = var(fb.param("workspace", Ty::PTR));
+            let ws_bytes = checked.then(|| var(fb.param("workspace_bytes", Ty::I64)));
+            let batch = var(fb.param("batch", Ty::I64));
+            batch_check(&mut fb, &batch);
+            for arr in [&ins, &outs] {
+                fb.if_(cmp(CmpOp::Eq, arr.clone(), i64c(0)), |fb| {
+                    fb.push(Stmt::Return(Some(i32c(status::NULL_POINTER))))
+                });
+            }
+            let mut ptrs = Vec::new();
+            for k in 0..ni {
+                ptrs.push(fb.let_(
+                    &format!("in{k}"),
+                    Ty::PTR,
+                    load(Ty::PTR, add(ins.clone(), i64c(8 * k as i64))),
+                ));
+            }
+            for k in 0..no {
+                ptrs.push(fb.let_(
+                    &format!("out{k}"),
+                    Ty::PTR,
+                    load(Ty::PTR, add(outs.clone(), i64c(8 * k as i64))),
+                ));
+            }
+            checked_call(&mut fb, ptrs, wsp, ws_bytes, batch);
+            self.module.functions.push(fb.finish());
         }
-        let mut ptrs = Vec::new();
-        for k in 0..ni {
-            ptrs.push(fb.let_(
-                &format!("in{k}"),
-                Ty::PTR,
-                load(Ty::PTR, add(ins.clone(), i64c(8 * k as i64))),
-            ));
-        }
-        for k in 0..no {
-            ptrs.push(fb.let_(
-                &format!("out{k}"),
-                Ty::PTR,
-                load(Ty::PTR, add(outs.clone(), i64c(8 * k as i64))),
-            ));
-        }
-        checked_call(&mut fb, ptrs, wsp, batch);
-        self.module.functions.push(fb.finish());
 
         // workspace_size(batch): bytes, or -1 (SIZE_MAX) past the maximum batch.
         let mut fb = Fb::new(format!("{}_workspace_size", self.name), true, Some(Ty::I64));
@@ -859,6 +1009,19 @@ impl<'m> Cx<'m> {
             mul(i64c(ws.per_sample as i64), batch),
         ))));
         self.module.functions.push(fb.finish());
+    }
+}
+
+/// `i8` 1 when some pointer of `ptrs` is null, else 0: a balanced tree of
+/// `or`s, `log2(ptrs.len())` deep; `None` without pointers.
+fn any_null(ptrs: &[Expr]) -> Option<Expr> {
+    match ptrs {
+        [] => None,
+        [p] => Some(cmp(CmpOp::Eq, p.clone(), i64c(0))),
+        _ => {
+            let (a, b) = ptrs.split_at(ptrs.len() / 2);
+            Some(emit::or(any_null(a)?, any_null(b)?))
+        }
     }
 }
 

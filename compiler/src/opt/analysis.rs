@@ -10,6 +10,14 @@
 //!   tensor can take (a `b1 x b1` dot of length K lies in `[-K, K]` with the parity
 //!   of K; see [`dot_ranges`]).
 //!
+//! **Cost.** Facts cost in proportion to the weights and the graph, never to a
+//! declared dimension: per-channel ranges are stored periodically (one interval
+//! when every channel has the same range, see [`Data::range`]), so a value with
+//! 2^31 channels costs one interval; a list longer than one comes from a
+//! constant's channels. A constant is computed only when its size and the work
+//! of computing it are within [`BnnAnalysis::budget`]; otherwise the class
+//! simply has no constant fact (and lowering folds it, as at `-O0`).
+//!
 //! Two classes are only ever merged when they denote the same tensor, so merging
 //! classes of different types or different constants is a bug in a rule and
 //! panics. Ranges are sound over-approximations; a merge keeps, per channel, the
@@ -176,19 +184,34 @@ pub struct Data {
     pub ty: TensorType,
     /// The value, when it does not depend on the inputs.
     pub konst: Option<Arc<Tensor>>,
-    /// For integer types: one interval per channel (last dimension; one for
-    /// scalars and for tensors whose last dimension is the batch).
+    /// For integer types: the intervals of the channels (last dimension; one
+    /// channel for scalars and for tensors whose last dimension is the batch),
+    /// periodically: channel `j` takes the values of `r[j % r.len()]`, and
+    /// `r.len()` divides the channel count (a single interval when every
+    /// channel has the same range; see [`channel_ranges`]). Never empty.
     pub range: Option<Arc<Vec<Interval>>>,
     /// No element is ever `< 0` (f32 NaN, -0.0 and +0.0 allowed; see
     /// [`never_negative`]). `sign` of such a value is +1 everywhere.
     pub never_negative: bool,
 }
 
+/// The least [`BnnAnalysis::budget`]: 2^22 elements (16 MiB of `i32`).
+pub const MIN_BUDGET: u64 = 1 << 22;
+
 /// The analysis state: model input types and the constant table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BnnAnalysis {
     pub inputs: Vec<TensorType>,
     pub consts: Vec<ConstEntry>,
+    /// The most elements one fact or one rule application may materialize or
+    /// evaluate: a computed constant, a per-channel list, the accumulator
+    /// values a rule evaluates times the channels. [`MIN_BUDGET`], or four
+    /// times the elements of the model's weights and constants when that is
+    /// more ([`BnnAnalysis::budget_for`]), so the optimizer's memory and time
+    /// grow with the weights and the graph, never with a declared dimension
+    /// (a padding, a spatial size, a reduced axis). A fact that would need
+    /// more is not recorded and a rule that would need more does not fire.
+    pub budget: u64,
     index: HashMap<u64, Vec<ConstId>>,
     /// Thresholds already computed for a chain (keyed by its exact
     /// description), so saturation rounds do not evaluate a chain twice.
@@ -210,7 +233,10 @@ pub fn same_tensor(a: &Tensor, b: &Tensor) -> bool {
                 x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
             }
             (TensorData::Int(x), TensorData::Int(y)) => x == y,
-            _ => false,
+            (TensorData::Bits(x), TensorData::Bits(y)) => x == y,
+            (TensorData::F32(_), _) | (_, TensorData::F32(_)) => false,
+            // One packed, one not: compare values.
+            _ => a.as_int() == b.as_int(),
         }
 }
 
@@ -220,18 +246,49 @@ fn tensor_hash(t: &Tensor) -> u64 {
     t.dims.hash(&mut h);
     match &t.data {
         TensorData::F32(v) => v.iter().for_each(|x| x.to_bits().hash(&mut h)),
-        TensorData::Int(v) => v.hash(&mut h),
+        TensorData::Int(v) if t.elem != ElemType::B1 => v.hash(&mut h),
+        // `b1` hashes its packed words, whatever the storage ([`same_tensor`]
+        // compares values), so a packed weight is never unpacked to hash it.
+        TensorData::Int(_) | TensorData::Bits(_) => match t.to_b1_words() {
+            Some(w) => w.hash(&mut h),
+            None => t.as_int().hash(&mut h),
+        },
     }
     h.finish()
 }
 
+impl Default for BnnAnalysis {
+    fn default() -> Self {
+        BnnAnalysis {
+            inputs: Vec::new(),
+            consts: Vec::new(),
+            budget: MIN_BUDGET,
+            index: HashMap::new(),
+            fold_cache: Mutex::default(),
+            affine_cache: Mutex::default(),
+        }
+    }
+}
+
 impl BnnAnalysis {
-    /// An empty analysis for a model with inputs of these types.
+    /// An empty analysis for a model with inputs of these types, with the
+    /// budget [`MIN_BUDGET`].
     pub fn new(inputs: Vec<TensorType>) -> BnnAnalysis {
         BnnAnalysis {
             inputs,
             ..BnnAnalysis::default()
         }
+    }
+
+    /// The budget for a model whose weights and constants hold `elems`
+    /// elements in all: four times that, at least [`MIN_BUDGET`].
+    pub fn budget_for(elems: u64) -> u64 {
+        elems.saturating_mul(4).max(MIN_BUDGET)
+    }
+
+    /// Whether `n` elements (or evaluations) fit in the budget.
+    pub fn affordable(&self, n: u64) -> bool {
+        n <= self.budget
     }
 
     /// The table entry holding `t` with this origin, added if new. Each weight
@@ -292,31 +349,60 @@ pub fn chan_count(ty: &TensorType) -> usize {
     }
 }
 
-/// Per-channel intervals of a constant integer tensor.
+/// Per-channel intervals of a constant integer tensor, in the periodic form of
+/// [`Data::range`].
 pub fn const_ranges(t: &Tensor) -> Option<Vec<Interval>> {
-    let v = t.as_int()?;
+    // Read one at a time: a packed `b1` constant is never unpacked.
+    let v = t.int_iter()?;
+    let full = Interval::of_elem(t.elem).expect("integer");
     let c = match t.dims.last() {
         Some(&c) if c > 0 => c,
-        Some(_) => return Some(Vec::new()),
+        // No element: any range is true of it.
+        Some(_) => return Some(vec![full]),
         None => 1,
     };
     let step = if t.elem == ElemType::B1 { 2 } else { 1 };
     let mut out: Vec<Option<(i64, i64)>> = vec![None; c];
-    for (i, &x) in v.iter().enumerate() {
+    for (i, x) in v.enumerate() {
         let e = &mut out[i % c];
         let x = x as i64;
         *e = Some(e.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))));
     }
-    let full = Interval::of_elem(t.elem).expect("integer");
-    Some(
+    Some(compact(
         out.into_iter()
             .map(|r| r.map_or(full, |(lo, hi)| Interval::new(lo, hi, step)))
             .collect(),
-    )
+    ))
 }
 
-fn uniform(ty: &TensorType, iv: Interval) -> Vec<Interval> {
-    vec![iv; chan_count(ty)]
+/// `r` with one interval when all are equal (the canonical periodic form).
+fn compact(mut r: Vec<Interval>) -> Vec<Interval> {
+    if r.len() > 1 && r.iter().all(|iv| *iv == r[0]) {
+        r.truncate(1);
+    }
+    r
+}
+
+fn lcm(a: usize, b: usize) -> Option<usize> {
+    if a == 0 || b == 0 {
+        return Some(a.max(b));
+    }
+    (a / gcd(a as i64, b as i64) as usize).checked_mul(b)
+}
+
+/// The interval of each of the `n` channels described by the periodic list
+/// `r` ([`Data::range`]), or `None` when `r` is empty or `n` is above `limit`:
+/// a rule that needs one interval per channel does not fire on more channels
+/// than its budget ([`BnnAnalysis::budget`]).
+pub fn channel_ranges(r: &[Interval], n: usize, limit: u64) -> Option<Vec<Interval>> {
+    if r.is_empty() || n as u64 > limit {
+        return None;
+    }
+    Some((0..n).map(|j| r[j % r.len()]).collect())
+}
+
+fn uniform(iv: Interval) -> Vec<Interval> {
+    vec![iv]
 }
 
 /// The hull of all channels.
@@ -325,14 +411,27 @@ fn hull_all(r: &[Interval]) -> Option<Interval> {
     Some(rest.iter().fold(*first, |a, b| a.hull(b)))
 }
 
-/// A per-channel range of operand `r` (of type `t`) broadcast to `c` channels.
+/// The ranges of operand `r` (of type `t`) as seen by a result with `c`
+/// channels: its own periodic list when it has those `c` channels, else the
+/// hull of its channels (it broadcasts along the channels, or its channels are
+/// not the result's).
 fn broadcast_ranges(r: &[Interval], t: &TensorType, c: usize) -> Option<Vec<Interval>> {
-    if t.shape.last() == Some(&Dim::Fixed(c)) && r.len() == c {
+    if t.shape.last() == Some(&Dim::Fixed(c)) && !r.is_empty() {
         Some(r.to_vec())
     } else {
-        let h = hull_all(r)?;
-        Some(vec![h; c])
+        Some(vec![hull_all(r)?])
     }
+}
+
+/// Lists `a` and `b` (periodic, both describing the same channels) on one
+/// common period, or `None` when that period is above `limit`.
+fn common_period(
+    a: &[Interval],
+    b: &[Interval],
+    limit: u64,
+) -> Option<(Vec<Interval>, Vec<Interval>)> {
+    let n = lcm(a.len(), b.len())?;
+    Some((channel_ranges(a, n, limit)?, channel_ranges(b, n, limit)?))
 }
 
 impl BnnAnalysis {
@@ -340,7 +439,7 @@ impl BnnAnalysis {
         match &enode.op {
             NodeOp::Input(i) => {
                 let ty = egraph.analysis.inputs[*i as usize].clone();
-                let range = Interval::of_elem(ty.elem).map(|iv| Arc::new(uniform(&ty, iv)));
+                let range = Interval::of_elem(ty.elem).map(|iv| Arc::new(uniform(iv)));
                 let never_negative = ranges_nonneg(range.as_deref());
                 Data {
                     ty,
@@ -368,7 +467,13 @@ impl BnnAnalysis {
                 let ty = infer_type(op, &tys).unwrap_or_else(|m| {
                     panic!("e-node {} over {tys:?} is ill-typed: {m}", op.name())
                 });
-                let konst = if kids.iter().all(|d| d.konst.is_some()) {
+                let budget = egraph.analysis.budget;
+                // A constant too large to hold, or too costly to compute, is
+                // left to the lowering (which folds it at any -O).
+                let konst = if kids.iter().all(|d| d.konst.is_some())
+                    && ty.numel(1) as u64 <= budget
+                    && super::cost::op_work(op, &ty, &tys) <= budget
+                {
                     let args: Vec<&Tensor> = kids
                         .iter()
                         .map(|d| d.konst.as_deref().expect("const"))
@@ -382,8 +487,10 @@ impl BnnAnalysis {
                 } else if let Some(t) = &konst {
                     const_ranges(t).map(Arc::new)
                 } else {
-                    let r = op_ranges(op, &kids, &ty)
-                        .unwrap_or_else(|| uniform(&ty, Interval::of_elem(ty.elem).expect("int")));
+                    let r = op_ranges(op, &kids, &ty, budget)
+                        .filter(|r| !r.is_empty())
+                        .map(compact)
+                        .unwrap_or_else(|| uniform(Interval::of_elem(ty.elem).expect("int")));
                     Some(Arc::new(r))
                 };
                 // Integer results may wrap: only their ranges tell.
@@ -413,6 +520,8 @@ fn const_never_negative(t: &Tensor) -> bool {
     match &t.data {
         TensorData::F32(v) => v.iter().all(|x| x.is_nan() || *x >= 0.0),
         TensorData::Int(v) => v.iter().all(|&x| x >= 0),
+        // A set bit is -1.
+        TensorData::Bits(w) => w.iter().all(|&x| x == 0),
     }
 }
 
@@ -458,17 +567,20 @@ pub fn never_negative(op: &Op, kids: &[&Data]) -> bool {
     }
 }
 
-/// Per-channel ranges of a computed integer value, from its operands' facts.
-fn op_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> {
+/// Per-channel ranges (periodic, see [`Data::range`]) of a computed integer
+/// value, from its operands' facts; lists are built only up to `limit`
+/// intervals (beyond it a hull over the channels stands for them).
+fn op_ranges(op: &Op, kids: &[&Data], ty: &TensorType, limit: u64) -> Option<Vec<Interval>> {
     let c = chan_count(ty);
     let r0 = kids.first().and_then(|d| d.range.as_deref());
     Some(match op {
         // sign(v) is -1 iff v < 0, which never happens.
-        Op::Sign { .. } if kids[0].never_negative => uniform(ty, Interval::point(1)),
-        Op::Sign { .. } => uniform(ty, Interval::new(-1, 1, 2)),
-        Op::Ternarize { .. } => uniform(ty, Interval::new(-1, 1, 1)),
-        Op::Fill { value, .. } => uniform(ty, Interval::point(*value as i64)),
-        // Channel c takes only the values of its row of the table.
+        Op::Sign { .. } if kids[0].never_negative => uniform(Interval::point(1)),
+        Op::Sign { .. } => uniform(Interval::new(-1, 1, 2)),
+        Op::Ternarize { .. } => uniform(Interval::new(-1, 1, 1)),
+        Op::Fill { value, .. } => uniform(Interval::point(*value as i64)),
+        // Channel c takes only the values of its row of the table (one row
+        // shared by all channels, or one row per channel).
         Op::Table { .. } => {
             let t = kids[1].konst.as_deref()?;
             let v = t.as_int()?;
@@ -484,17 +596,18 @@ fn op_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> 
                     hull_all(&pts)
                 })
                 .collect::<Option<_>>()?;
-            if rows.is_empty() {
-                return None;
+            if rows.len() == 1 || rows.len() == c {
+                rows
+            } else {
+                vec![hull_all(&rows)?]
             }
-            (0..c).map(|j| rows[j % rows.len()]).collect()
         }
         Op::Threshold => {
             let t = kids[1].ty.shape.last().and_then(|d| d.fixed())?;
             if t == 1 {
-                uniform(ty, Interval::new(-1, 1, 2))
+                uniform(Interval::new(-1, 1, 2))
             } else {
-                uniform(ty, Interval::new(0, t as i64, 1))
+                uniform(Interval::new(0, t as i64, 1))
             }
         }
         Op::Quantize { to, clip, .. } => {
@@ -502,7 +615,7 @@ fn op_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> 
                 Some((lo, hi)) => Interval::new(*lo as i64, (*hi as i64).max(*lo as i64), 1),
                 None => Interval::of_elem(*to)?,
             };
-            uniform(ty, iv)
+            uniform(iv)
         }
         Op::Relu => r0?
             .iter()
@@ -517,19 +630,30 @@ fn op_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> 
         Op::Add | Op::Sub | Op::Mul => {
             let a = broadcast_ranges(kids[0].range.as_deref()?, &kids[0].ty, c)?;
             let b = broadcast_ranges(kids[1].range.as_deref()?, &kids[1].ty, c)?;
+            let (a, b) = common_period(&a, &b, limit).unwrap_or_else(|| {
+                (
+                    vec![hull_all(&a).expect("nonempty")],
+                    vec![hull_all(&b).expect("nonempty")],
+                )
+            });
             a.iter().zip(&b).map(|(x, y)| x.arith(y, op)).collect()
         }
         Op::MaxPool2d(_) => r0?.to_vec(),
-        Op::Replicate { .. } => {
-            let r = r0?;
-            (0..c).map(|j| r[j % r.len()]).collect()
-        }
+        // Output channel `r*C + j` is input channel j, and the list's period
+        // divides C.
+        Op::Replicate { .. } => r0?.to_vec(),
         Op::ChannelShuffle { groups } => {
             let r = r0?;
             let g = *groups;
-            if r.len() != c || c == 0 || g == 0 {
+            if r.len() == 1 {
+                return Some(r.to_vec());
+            }
+            if c == 0 || g == 0 || !c.is_multiple_of(g) {
                 return None;
             }
+            let Some(r) = channel_ranges(r, c, limit) else {
+                return Some(vec![hull_all(r)?]);
+            };
             let m = c / g;
             let mut out = vec![r[0]; c];
             for i in 0..m {
@@ -542,41 +666,58 @@ fn op_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> 
         Op::Concat { axis } => {
             let rank = ty.rank() as i64;
             let ax = if *axis < 0 { axis + rank } else { *axis };
+            let parts: Vec<&[Interval]> = kids
+                .iter()
+                .map(|d| d.range.as_deref().map(Vec::as_slice))
+                .collect::<Option<_>>()?;
+            let hull = || -> Option<Vec<Interval>> {
+                let all: Vec<Interval> =
+                    parts.iter().map(|r| hull_all(r)).collect::<Option<_>>()?;
+                Some(vec![hull_all(&all)?])
+            };
             if ax == rank - 1 {
-                let mut out = Vec::with_capacity(c);
-                for d in kids {
-                    out.extend_from_slice(d.range.as_deref()?);
+                // Operand i holds its own channels, one after the other.
+                let mut out = Vec::new();
+                for (d, r) in kids.iter().zip(&parts) {
+                    let left = limit.saturating_sub(out.len() as u64);
+                    let Some(rs) = channel_ranges(r, chan_count(&d.ty), left) else {
+                        return hull();
+                    };
+                    out.extend(rs);
                 }
                 out
             } else {
-                let mut acc = kids[0].range.as_deref()?.to_vec();
-                for d in &kids[1..] {
-                    let r = d.range.as_deref()?;
-                    for (a, b) in acc.iter_mut().zip(r) {
-                        *a = a.hull(b);
-                    }
+                // Every operand has all the channels.
+                let mut acc = parts[0].to_vec();
+                for r in &parts[1..] {
+                    let Some((a, b)) = common_period(&acc, r, limit) else {
+                        return hull();
+                    };
+                    acc = a.iter().zip(&b).map(|(x, y)| x.hull(y)).collect();
                 }
                 acc
             }
         }
         Op::Flatten | Op::Reshape { .. } => {
             let r = r0?;
-            let cin = r.len();
-            if kids[0].ty.shape.last().and_then(|d| d.fixed()).is_some()
-                && cin > 0
-                && c.is_multiple_of(cin)
-            {
-                (0..c).map(|j| r[j % cin]).collect()
-            } else {
-                vec![hull_all(r)?; c]
+            let cin = kids[0].ty.shape.last().and_then(|d| d.fixed());
+            // With C_in dividing C, output channel j is input channel j % C_in
+            // (row-major order), and the period divides C_in.
+            match cin {
+                Some(cin) if cin > 0 && c.is_multiple_of(cin) => r.to_vec(),
+                _ => vec![hull_all(r)?],
             }
         }
         Op::Argmax { axis } => {
             let xt = &kids[0].ty;
             let rank = xt.rank() as i64;
             let ax = if *axis < 0 { axis + rank } else { *axis };
-            let n = xt.shape.get(ax as usize)?.fixed()?;
-            uniform(ty, Interval::new(0, (n as i64 - 1).max(0), 1))
+            let n = xt.shape.get(usize::try_from(ax).ok()?)?.fixed()?;
+            let hi = i64::try_from(n)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(1)
+                .max(0);
+            uniform(Interval::new(0, hi, 1).fit_i32())
         }
         Op::Dense | Op::Conv2d(_) => dot_ranges(op, kids, ty)?,
         _ => return None,
@@ -594,6 +735,11 @@ fn op_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> 
 /// number of odd terms, so all its values share one parity: a `b1 x b1` dot of
 /// length K lies in `[-K, K]` in steps of 2. Sums that may leave i32 (the
 /// interpreter wraps) give the full i32 range.
+///
+/// With constant weights the bound is taken per weight (work: the weight's
+/// elements); otherwise every weight may be any value of its type, and one
+/// interval bounds every channel: K times the hull over the input's channels
+/// (work independent of the shapes).
 pub fn dot_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interval>> {
     let x = kids[0];
     let w = kids[1];
@@ -603,9 +749,13 @@ pub fn dot_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interv
             .iter()
             .map(|d| d.fixed())
             .collect::<Option<_>>()?;
-    let o = wdims[0];
-    let k_per_o: usize = wdims[1..].iter().product();
-    let wvals: Option<&[i32]> = w.konst.as_deref().and_then(|t| t.as_int());
+    let o = *wdims.first()?;
+    if ty.shape.last() != Some(&Dim::Fixed(o)) || xr.is_empty() {
+        return None;
+    }
+    let k_per_o = wdims[1..]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))?;
     let wfull = Interval::of_elem(w.ty.elem)?;
     let (pad, groups, cg) = match op {
         Op::Conv2d(a) => {
@@ -618,11 +768,40 @@ pub fn dot_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interv
         }
         _ => (None, 1, k_per_o),
     };
-    let og = o / groups.max(1);
-    if xr.is_empty() {
+    let x_odd = xr.iter().all(|iv| iv.all_odd());
+    // The hull of one tap's products, x in `xi`, w in [wlo, whi].
+    let tap = |xi: &Interval, wlo: i64, whi: i64| -> (i64, i64) {
+        let mut cands = [xi.lo * wlo, xi.lo * whi, xi.hi * wlo, xi.hi * whi, 0, 0];
+        let n = match pad {
+            Some(p) => {
+                cands[4] = p * wlo;
+                cands[5] = p * whi;
+                6
+            }
+            None => 4,
+        };
+        let c = &cands[..n];
+        (
+            *c.iter().min().expect("nonempty"),
+            *c.iter().max().expect("nonempty"),
+        )
+    };
+    // Read one at a time: a packed `b1` weight is never unpacked.
+    let Some((wt, mut wvals)) = w.konst.as_deref().and_then(|t| Some((t, t.int_iter()?))) else {
+        let (lo, hi) = tap(&hull_all(xr)?, wfull.lo, wfull.hi);
+        let k = i64::try_from(k_per_o).ok();
+        let sum = |v: i64| k.and_then(|k| k.checked_mul(v));
+        let odd = x_odd && pad != Some(0) && wfull.all_odd();
+        let iv = match (sum(lo), sum(hi)) {
+            (Some(lo), Some(hi)) => i32_interval(lo, hi, if odd { 2 } else { 1 }),
+            _ => I32_FULL,
+        };
+        return Some(vec![iv]);
+    };
+    if wt.numel() != o.checked_mul(k_per_o)? {
         return None;
     }
-    let x_odd = xr.iter().all(|iv| iv.all_odd());
+    let og = o / groups.max(1);
     let mut out = Vec::with_capacity(o);
     for oc in 0..o {
         let g = oc / og.max(1);
@@ -630,35 +809,28 @@ pub fn dot_ranges(op: &Op, kids: &[&Data], ty: &TensorType) -> Option<Vec<Interv
         let mut odd = x_odd && pad != Some(0);
         for k in 0..k_per_o {
             let ci = g * cg + k % cg;
-            let xi = xr.get(ci % xr.len())?;
-            let (wlo, whi) = match wvals {
-                Some(v) => {
-                    let e = v[oc * k_per_o + k] as i64;
-                    (e, e)
-                }
-                None => (wfull.lo, wfull.hi),
-            };
-            if wvals.is_none() && !Interval::of_elem(w.ty.elem)?.all_odd() {
+            let xi = &xr[ci % xr.len()];
+            let e = wvals.next()? as i64;
+            if e % 2 == 0 && e != 0 {
                 odd = false;
             }
-            if wlo == whi && wlo % 2 == 0 && wlo != 0 {
-                odd = false;
-            }
-            let mut cands = vec![xi.lo * wlo, xi.lo * whi, xi.hi * wlo, xi.hi * whi];
-            if let Some(p) = pad {
-                cands.push(p * wlo);
-                cands.push(p * whi);
-            }
-            lo += cands.iter().min().expect("nonempty");
-            hi += cands.iter().max().expect("nonempty");
+            let (a, b) = tap(xi, e, e);
+            lo = lo.saturating_add(a);
+            hi = hi.saturating_add(b);
         }
-        let iv = Interval::new(lo, hi, if odd { 2 } else { 1 });
-        out.push(iv.fit_i32());
-    }
-    if ty.shape.last() != Some(&Dim::Fixed(o)) {
-        return None;
+        out.push(i32_interval(lo, hi, if odd { 2 } else { 1 }));
     }
     Some(out)
+}
+
+/// `Interval::new(lo, hi, step)` when it lies in i32, else the full i32 range
+/// (the i32 computation may wrap); any `lo <= hi` of i64.
+fn i32_interval(lo: i64, hi: i64, step: i64) -> Interval {
+    if lo < i32::MIN as i64 || hi > i32::MAX as i64 {
+        I32_FULL
+    } else {
+        Interval::new(lo, hi, step)
+    }
 }
 
 fn tensors_equal(a: &Option<Arc<Tensor>>, b: &Option<Arc<Tensor>>) -> bool {
@@ -709,19 +881,23 @@ impl Analysis<ENode> for BnnAnalysis {
         } else if a.never_negative && !b.never_negative {
             changed_b = true;
         }
+        let budget = self.budget;
         match (&mut a.range, b.range) {
-            (Some(ra), Some(rb)) if ra.len() == rb.len() && *ra != rb => {
-                let mut merged = ra.to_vec();
-                for (x, y) in merged.iter_mut().zip(rb.iter()) {
-                    if y.count() < x.count() {
-                        *x = *y;
-                        changed_a = true;
-                    } else if x.count() < y.count() {
-                        changed_b = true;
+            (Some(ra), Some(rb)) if *ra != rb => match common_period(ra, &rb, budget) {
+                Some((mut merged, rb)) => {
+                    for (x, y) in merged.iter_mut().zip(&rb) {
+                        if y.count() < x.count() {
+                            *x = *y;
+                            changed_a = true;
+                        } else if x.count() < y.count() {
+                            changed_b = true;
+                        }
                     }
+                    *ra = Arc::new(compact(merged));
                 }
-                *ra = Arc::new(merged);
-            }
+                // Too many channels to compare one by one: keep a's ranges.
+                None => changed_b = true,
+            },
             (ra @ None, Some(rb)) => {
                 *ra = Some(rb);
                 changed_a = true;
@@ -799,13 +975,14 @@ mod tests {
         );
         let d = op(&mut eg, Op::Dense, &[s_relu, w]);
         eg.rebuild();
+        let per_channel = |s: Id| channel_ranges(eg[s].data.range.as_deref().unwrap(), 3, 3);
         let plus_one = vec![Interval::point(1); 3];
         for s in [s_relu, s_sum, s_clip] {
-            assert_eq!(eg[s].data.range.as_deref(), Some(&plus_one));
+            assert_eq!(per_channel(s), Some(plus_one.clone()));
         }
         let both = vec![Interval::new(-1, 1, 2); 3];
         for s in [s_x, s_neg] {
-            assert_eq!(eg[s].data.range.as_deref(), Some(&both));
+            assert_eq!(per_channel(s), Some(both.clone()));
         }
         assert_eq!(
             eg[d].data.range.as_deref(),

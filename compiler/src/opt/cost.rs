@@ -51,15 +51,17 @@ pub fn op_work(op: &Op, out: &TensorType, args: &[&TensorType]) -> u64 {
     match op {
         Op::Dense | Op::Conv2d(_) => {
             let w = dims(args[1]);
-            let k: u64 = w[1..].iter().product();
+            let k: u64 = w[1..].iter().fold(1u64, |a, &d| a.saturating_mul(d));
             let words = k.div_ceil(64);
             let per = match (args[0].elem, args[1].elem) {
-                (ElemType::B1, ElemType::B1) => 2 * words,
-                (ElemType::B1, ElemType::Ternary) => 3 * words,
-                (ElemType::Ternary, ElemType::Ternary) => 4 * words,
-                (ElemType::UInt(b), ElemType::B1) => 2 * b as u64 * words,
-                (ElemType::UInt(a), ElemType::UInt(b)) => 2 * a as u64 * b as u64 * words,
-                (ElemType::F32, ElemType::F32) => 2 * k,
+                (ElemType::B1, ElemType::B1) => words.saturating_mul(2),
+                (ElemType::B1, ElemType::Ternary) => words.saturating_mul(3),
+                (ElemType::Ternary, ElemType::Ternary) => words.saturating_mul(4),
+                (ElemType::UInt(b), ElemType::B1) => words.saturating_mul(2 * b as u64),
+                (ElemType::UInt(a), ElemType::UInt(b)) => {
+                    words.saturating_mul(2 * a as u64 * b as u64)
+                }
+                (ElemType::F32, ElemType::F32) => k.saturating_mul(2),
                 _ => k,
             };
             n.saturating_mul(per)
@@ -70,13 +72,13 @@ pub fn op_work(op: &Op, out: &TensorType, args: &[&TensorType]) -> u64 {
             let t = dims(args[1]).last().copied().unwrap_or(1);
             n.saturating_mul(t)
         }
-        Op::BatchNorm { .. } => 4 * n,
+        Op::BatchNorm { .. } => n.saturating_mul(4),
         Op::Add | Op::Sub | Op::Mul | Op::Relu | Op::Hardtanh | Op::Clip { .. } => n,
-        Op::Prelu | Op::Dequantize { .. } => 2 * n,
-        Op::Rprelu | Op::Quantize { .. } => 3 * n,
-        Op::Sigmoid => 20 * n,
+        Op::Prelu | Op::Dequantize { .. } => n.saturating_mul(2),
+        Op::Rprelu | Op::Quantize { .. } => n.saturating_mul(3),
+        Op::Sigmoid => n.saturating_mul(20),
         Op::MaxPool2d(a) | Op::AvgPool2d(a) => {
-            let win = (a.kernel[0] * a.kernel[1]) as u64;
+            let win = (a.kernel[0] as u64).saturating_mul(a.kernel[1] as u64);
             let bits = if matches!(op, Op::MaxPool2d(_)) {
                 out.elem.bits() as u64
             } else {
@@ -85,7 +87,7 @@ pub fn op_work(op: &Op, out: &TensorType, args: &[&TensorType]) -> u64 {
             n.saturating_mul(win).saturating_mul(bits).div_ceil(32)
         }
         Op::GlobalAvgPool | Op::Argmax { .. } => args[0].numel(1) as u64,
-        Op::Softmax { .. } => 20 * n,
+        Op::Softmax { .. } => n.saturating_mul(20),
         Op::Concat { .. }
         | Op::Replicate { .. }
         | Op::ChannelShuffle { .. }

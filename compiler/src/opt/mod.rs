@@ -125,17 +125,19 @@ impl Optimized {
         bnnc_ir::text::print(&self.model.graph)
     }
 
-    /// Writes the model text to `path` and its weights beside it (under the
-    /// name the graph gives).
+    /// Writes the weights under the name the graph gives (relative to
+    /// `path`'s folder), then the model text to `path`, each atomically
+    /// ([`bnnc_ir::files::write_atomic`]).
     pub fn write(&self, path: &Path) -> Result<(), bnnc_ir::Error> {
-        std::fs::write(path, self.text()).map_err(|source| bnnc_ir::Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
         if let Some(wp) = Model::weights_path(&self.model.graph, path) {
             self.weights.save(&wp)?;
         }
-        Ok(())
+        bnnc_ir::files::write_atomic(path, self.text().as_bytes()).map_err(|source| {
+            bnnc_ir::Error::Write {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
     }
 }
 
@@ -226,14 +228,18 @@ pub fn graph_cost(model: &Model) -> u64 {
     let mut total = 0u64;
     for (i, n) in model.graph.nodes.iter().enumerate() {
         let ty = &model.types[i];
-        let words = (ty.numel(1) as u64 * ty.elem.bits() as u64).div_ceil(32);
+        let words = (ty.numel(1) as u64)
+            .saturating_mul(ty.elem.bits() as u64)
+            .div_ceil(32);
         let c = match &n.op {
             Op::Input(_) => 0,
             Op::Weight { .. } | Op::Const { .. } => words,
             op => {
                 let args: Vec<&TensorType> =
                     n.inputs.iter().map(|v| &model.types[v.index()]).collect();
-                cost::op_work(op, ty, &args) + words + 1
+                cost::op_work(op, ty, &args)
+                    .saturating_add(words)
+                    .saturating_add(1)
             }
         };
         total = total.saturating_add(c);
@@ -250,6 +256,12 @@ fn import(model: &Model) -> (BnnGraph, Vec<Id>) {
         .map(|&v| model.ty(v).clone())
         .collect();
     let mut eg = BnnGraph::new(BnnAnalysis::new(inputs));
+    let elems = model
+        .consts
+        .iter()
+        .flatten()
+        .fold(0u64, |a, t| a.saturating_add(t.numel() as u64));
+    eg.analysis.budget = BnnAnalysis::budget_for(elems);
     let mut ids = Vec::with_capacity(model.graph.nodes.len());
     let mut next_input = 0u32;
     for (i, n) in model.graph.nodes.iter().enumerate() {

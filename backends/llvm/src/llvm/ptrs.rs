@@ -14,7 +14,10 @@
 //! as kir's address builder (`addr(base, index, scale)`) puts the base
 //! there. A variable is a pointer when it is the base of a load or store
 //! address or of an argument for a pointer parameter, or is copied into a
-//! pointer variable; loop variables stay integers.
+//! pointer variable; loop variables stay integers, and so do the parameters
+//! of wide functions (`translate::is_wide`), which only pass addresses on:
+//! LLVM's interprocedural passes take time quadratic in thousands of
+//! pointer parameters.
 
 use bnnc_kir::{BinOp, Expr, Module, Stmt, Ty, VarId};
 
@@ -34,6 +37,7 @@ pub(crate) fn analyse(m: &Module) -> Vec<Vec<bool>> {
             lv
         })
         .collect();
+    let wide: Vec<bool> = m.functions.iter().map(super::translate::is_wide).collect();
     loop {
         let mut changed = false;
         for (fi, f) in m.functions.iter().enumerate() {
@@ -41,6 +45,10 @@ pub(crate) fn analyse(m: &Module) -> Vec<Vec<bool>> {
             collect(&f.body, &is_ptr, fi, &mut wants);
             for v in wants {
                 let i = v.0 as usize;
+                // A wide function's parameters stay `i64` (see `is_wide`).
+                if i < f.params && wide[fi] {
+                    continue;
+                }
                 if i < f.vars.len()
                     && f.vars[i].ty == Ty::I64
                     && !loop_vars[fi][i]
@@ -151,7 +159,8 @@ fn exprs(e: &Expr, out: &mut Vec<VarId>) {
         | Expr::Cast(_, a, _)
         | Expr::Splat(_, a)
         | Expr::ReduceAdd(a)
-        | Expr::Extract(a, _) => exprs(a, out),
+        | Expr::Extract(a, _)
+        | Expr::SignBits(a) => exprs(a, out),
         Expr::Select(c, a, b) => {
             exprs(c, out);
             exprs(a, out);

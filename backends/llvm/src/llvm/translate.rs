@@ -32,6 +32,57 @@ fn unsupported(f: &Function, what: impl Into<String>, reason: impl Into<String>)
     }
 }
 
+/// More parameters, or arguments of one call, than this make a function wide
+/// ([`is_wide`]).
+const WIDE: usize = 256;
+
+/// Whether `f` has more than [`WIDE`] parameters or passes more than that to
+/// one call: a model's entry points with thousands of inputs and outputs,
+/// which only check and pass pointers on. LLVM takes time quadratic in their
+/// size (`default<O3>`: the SLP vectorizer on the test of every pointer,
+/// constraint elimination on the facts those tests give; the
+/// interprocedural passes on thousands of pointer arguments; code generation
+/// on a block of a load and a store per parameter), so they are `optnone`
+/// (and `noinline`, which `optnone` requires), their parameters are `i64`
+/// ([`super::ptrs`]) and read directly, never through a stack slot, when
+/// the function never assigns them: linear, and the kernels they call keep
+/// every optimisation.
+pub(crate) fn is_wide(f: &Function) -> bool {
+    fn calls_wide(b: &[Stmt]) -> bool {
+        b.iter().any(|s| match s {
+            Stmt::Call(_, args) => args.len() > WIDE,
+            Stmt::For { body, .. } => calls_wide(body),
+            Stmt::If { then, els, .. } => calls_wide(then) || calls_wide(els),
+            _ => false,
+        })
+    }
+    f.params > WIDE || calls_wide(&f.body)
+}
+
+/// Marks every variable `b` assigns (loop variables included).
+fn mark_assigned(b: &[Stmt], out: &mut [bool]) {
+    for s in b {
+        match s {
+            Stmt::Assign(v, _) => {
+                if let Some(x) = out.get_mut(v.0 as usize) {
+                    *x = true;
+                }
+            }
+            Stmt::For { var, body, .. } => {
+                if let Some(x) = out.get_mut(var.0 as usize) {
+                    *x = true;
+                }
+                mark_assigned(body, out);
+            }
+            Stmt::If { then, els, .. } => {
+                mark_assigned(then, out);
+                mark_assigned(els, out);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Module-wide LLVM handles.
 struct Cx<'a> {
     m: &'a kir::Module,
@@ -170,6 +221,8 @@ impl Cx<'_> {
         let cpu = self.string_attr("target-cpu", &machine.cpu);
         let features = self.string_attr("target-features", &machine.features);
         let nounwind = self.enum_attr("nounwind");
+        let noinline = self.enum_attr("noinline");
+        let optnone = self.enum_attr("optnone");
         for (fi, f) in m.functions.iter().enumerate() {
             let mut ps = Vec::new();
             for (i, v) in f.vars[..f.params].iter().enumerate() {
@@ -202,6 +255,12 @@ impl Cx<'_> {
                 LLVMAddAttributeAtIndex(fv, LLVMAttributeFunctionIndex, features);
             }
             LLVMAddAttributeAtIndex(fv, LLVMAttributeFunctionIndex, nounwind);
+            if !f.exported || is_wide(f) {
+                LLVMAddAttributeAtIndex(fv, LLVMAttributeFunctionIndex, noinline);
+            }
+            if is_wide(f) {
+                LLVMAddAttributeAtIndex(fv, LLVMAttributeFunctionIndex, optnone);
+            }
             for (i, v) in f.vars[..f.params].iter().enumerate() {
                 let p = LLVMGetParam(fv, i as c_uint);
                 let n = cstr(&v.name);
@@ -222,6 +281,17 @@ impl Cx<'_> {
         LLVMPositionBuilderAtEnd(self.b, entry);
         let mut slots = Vec::with_capacity(f.vars.len());
         let mut slot_tys = Vec::with_capacity(f.vars.len());
+        // Parameters of a wide function that it never assigns are their
+        // values (`optnone` keeps every stack slot, see `is_wide`).
+        let direct: Vec<Option<LLVMValueRef>> = if is_wide(f) {
+            let mut assigned = vec![false; f.vars.len()];
+            mark_assigned(&f.body, &mut assigned);
+            (0..f.vars.len())
+                .map(|i| (i < f.params && !assigned[i]).then(|| LLVMGetParam(fv, i as c_uint)))
+                .collect()
+        } else {
+            vec![None; f.vars.len()]
+        };
         for (i, v) in f.vars.iter().enumerate() {
             let t = if self.is_ptr[fi][i] {
                 self.ptr
@@ -229,12 +299,18 @@ impl Cx<'_> {
                 self.fty(f, v.ty, || format!("variable `{}`", v.name))?
             };
             let n = cstr(&v.name);
-            slots.push(LLVMBuildAlloca(self.b, t, n.as_ptr()));
+            slots.push(match direct[i] {
+                Some(_) => std::ptr::null_mut(),
+                None => LLVMBuildAlloca(self.b, t, n.as_ptr()),
+            });
             slot_tys.push(t);
         }
         // Parameters arrive in their slots; other variables start at zero
         // (as in the Cranelift backend), never undefined.
         for (i, (&slot, &t)) in slots.iter().zip(&slot_tys).enumerate() {
+            if direct[i].is_some() {
+                continue;
+            }
             let init = if i < f.params {
                 LLVMGetParam(fv, i as c_uint)
             } else {
@@ -249,6 +325,7 @@ impl Cx<'_> {
             func: fv,
             slots,
             slot_tys,
+            direct,
             terminated: false,
         };
         fx.block(&f.body)?;
@@ -278,6 +355,9 @@ struct Fx<'a, 'b> {
     func: LLVMValueRef,
     slots: Vec<LLVMValueRef>,
     slot_tys: Vec<LLVMTypeRef>,
+    /// Per variable, its value when it is a parameter read directly (its
+    /// slot is then null).
+    direct: Vec<Option<LLVMValueRef>>,
     /// The current block ended (with a `return`); following statements are
     /// unreachable and go to a fresh block.
     terminated: bool,
@@ -503,6 +583,9 @@ impl Fx<'_, '_> {
             match e {
                 Expr::Var(v) if self.is_ptr_var(*v) => {
                     let i = v.0 as usize;
+                    if let Some(x) = self.direct[i] {
+                        return Ok(x);
+                    }
                     return Ok(LLVMBuildLoad2(b, self.slot_tys[i], self.slots[i], NONAME));
                 }
                 Expr::DataAddr(d) => return self.data(d.0 as usize),
@@ -551,7 +634,10 @@ impl Fx<'_, '_> {
                 if i >= self.slots.len() {
                     return Err(Error::Kir(format!("unknown variable {v:?}")));
                 }
-                let x = LLVMBuildLoad2(b, self.slot_tys[i], self.slots[i], NONAME);
+                let x = match self.direct[i] {
+                    Some(x) => x,
+                    None => LLVMBuildLoad2(b, self.slot_tys[i], self.slots[i], NONAME),
+                };
                 if self.is_ptr_var(*v) {
                     LLVMBuildPtrToInt(b, x, self.cx.i64, NONAME)
                 } else {
@@ -668,6 +754,26 @@ impl Fx<'_, '_> {
                 } else {
                     self.intrinsic("llvm.vector.reduce.add", &[vt], &mut [x])
                 }
+            }
+            Expr::SignBits(a) => {
+                let t = self.kty(a);
+                let vt = self.ty(t, || format!("sign_bits of {t}"))?;
+                let x = self.expr(a)?;
+                // (x < 0) as <L x i1>, bitcast to iL, zero-extended.
+                let neg = LLVMBuildICmp(
+                    b,
+                    LLVMIntPredicate::LLVMIntSLT,
+                    x,
+                    LLVMConstNull(vt),
+                    NONAME,
+                );
+                let bits = LLVMBuildBitCast(
+                    b,
+                    neg,
+                    LLVMIntTypeInContext(self.cx.ctx, c_uint::from(t.lanes)),
+                    NONAME,
+                );
+                LLVMBuildZExt(b, bits, self.cx.i64, NONAME)
             }
             Expr::Extract(a, i) => {
                 let t = self.kty(a);

@@ -29,8 +29,8 @@
 //!   input column `(ox0 + p)*sw + j*dw - left`: `p * sw * words` words after
 //!   pixel 0. These tiles carry no bounds check. Every other output pixel
 //!   (the border) is a tile of one pixel that checks each tap and adds the
-//!   padded tap's correction. Dense: tiles of P consecutive samples, then
-//!   tiles of one sample for `batch mod P`.
+//!   padded tap's correction. Dense: tiles of P' consecutive samples (P' the
+//!   largest power of two <= P), then tiles of one sample for `batch mod P'`.
 //! - **K loop.** For each tap `(i, j)` and word `w` of the tap (K = `taps *
 //!   words` steps): load the B weight vectors of the group, and for each
 //!   pixel p splat its input word and add `popcount(splat xor w_b)` to
@@ -50,15 +50,20 @@
 //!   of V i32 per complete block when V >= 4 (128-bit stores or wider: LLVM
 //!   targets), else lane by lane (`extract`), and lane by lane for the
 //!   partial block.
-//! - `Bits`: the channel's bit is set where the value does not pass:
-//!   `a < t'` with `a = y`, `t' = t` (direction +1) or `a = -y`, `t' = -t`
-//!   (direction -1; `-y = (y xor m) - m` with `m` all ones in those lanes).
-//!   Pad lanes get `t' = i64::MIN`, which every value passes, so their bits
-//!   are 0. The lane masks of the group's B blocks, each and-ed with `1 <<
-//!   (b*V + l)`, or-ed together and summed (`reduce_add`) give the group's
-//!   `V*B` bits (V = 1: the compares' 0/1 shifted to bit b, or-ed); `V*B`
-//!   divides 64, so they land in word `o0 / 64` of the pixel at bit
-//!   `o0 mod 64`. Each tile zeroes its pixels' words first.
+//! - `Bits`: the channel's bit is set where the value does not pass.
+//!   Border pixels test `a < t'` with `a = y`, `t' = t` (direction +1) or
+//!   `a = -y`, `t' = -t` (direction -1; `-y = (y xor m) - m` with `m` all
+//!   ones in those lanes); pad lanes get `t' = i64::MIN`, which every value
+//!   passes. Interior tiles, where `y = K - 2*pc` exactly, test the
+//!   popcount accumulator itself with one compare, `(pc xor m) > T`: with
+//!   `d = K - t`, `y < t <=> pc > floor(d/2)` (`T = floor(d/2)`, `m = 0`),
+//!   and `y > t <=> pc < ceil(d/2) <=> -pc - 1 > -ceil(d/2) - 1` (`T =
+//!   -ceil(d/2) - 1`, `m = -1`, `pc xor -1 = -pc - 1`); pad lanes get `T =
+//!   i64::MAX`. Either compare's lane mask becomes V bits by `sign_bits`
+//!   (`kmov` from a mask register, `movmsk`), shifted to bit `b*V` for block
+//!   b and or-ed (V = 1: the compare's 0/1 at bit b); `V*B` divides 64, so
+//!   the group's bits land in word `o0 / 64` of the pixel at bit `o0 mod 64`.
+//!   Each tile zeroes its pixels' words first.
 
 use bnnc_ir::PadValue;
 use bnnc_kir::build::*;
@@ -90,11 +95,13 @@ fn tap_pos(out: &Expr, k: &Expr, stride: usize, dil: usize, pad: usize) -> Expr 
 struct ThrData {
     /// `[blk][lane]`: `t'` (see the module docs), `i64::MIN` in pad lanes.
     t: DataId,
+    /// `[blk][lane]`: `T` of the interior tiles' compare `(pc xor m) > T`
+    /// on the popcount accumulator (see the module docs), `i64::MAX` in pad
+    /// lanes.
+    t_pc: DataId,
     /// `[blk][lane]`: -1 where the direction is -1, else 0; `None` when no
     /// channel has direction -1.
     down: Option<DataId>,
-    /// `[b][lane]` for `b < B`: `1 << (b*V + lane)`; `None` for V = 1.
-    lane_bits: Option<DataId>,
 }
 
 /// B consecutive (or fewer, for the rest) channel blocks from block `ob0`.
@@ -138,8 +145,9 @@ struct Kern<'a> {
 }
 
 /// Emits the kernel (see the module docs) for `p` with weights `w`
-/// (`[o][kh][kw][c]` ±1), reading buffer `x`, writing buffer `out`.
-pub(super) fn emit(cx: &mut Cx, p: &B1Dot, mk: MicroKernel, w: &[i32], x: usize, out: usize) {
+/// (`[o][kh][kw][c]` packed by rows of `c` channels), reading buffer `x`,
+/// writing buffer `out`.
+pub(super) fn emit(cx: &mut Cx, p: &B1Dot, mk: MicroKernel, w: &[u64], x: usize, out: usize) {
     let (v, taps, words) = (mk.lanes, p.taps(), p.words());
     let layout = OcBlocked {
         lanes: v,
@@ -147,7 +155,7 @@ pub(super) fn emit(cx: &mut Cx, p: &B1Dot, mk: MicroKernel, w: &[i32], x: usize,
         taps,
         words,
     };
-    let wd = cx.data_u64(&format!("b1dot_w_oc{v}"), &layout.pack(w, p.c));
+    let wd = cx.data_u64(&format!("b1dot_w_oc{v}"), &layout.pack_rows(w));
     let (ylo, yhi) = p.interior(0);
     let (xlo, xhi) = p.interior(1);
     let border = !(ylo == 0 && yhi == p.oh && xlo == 0 && xhi == p.ow);
@@ -155,8 +163,10 @@ pub(super) fn emit(cx: &mut Cx, p: &B1Dot, mk: MicroKernel, w: &[i32], x: usize,
         let pad = i64::from(p.pad.value());
         let corr = layout.lanes_i64(
             |ch, tap| {
-                let row = &w[(ch * taps + tap) * p.c..][..p.c];
-                pad * row.iter().map(|&x| i64::from(x)).sum::<i64>() - p.c as i64
+                // Each set bit is a -1: the row sums to c - 2 * popcount.
+                let row = &w[(ch * taps + tap) * words..][..words];
+                let minus: i64 = row.iter().map(|x| i64::from(x.count_ones())).sum();
+                pad * (p.c as i64 - 2 * minus) - p.c as i64
             },
             0,
         );
@@ -183,15 +193,25 @@ pub(super) fn emit(cx: &mut Cx, p: &B1Dot, mk: MicroKernel, w: &[i32], x: usize,
                 i64::MIN,
             );
             let t = cx.data("b1dot_thresholds", 64, i64_bytes(&t));
+            let kk = p.k() as i64;
+            let t_pc = per.lanes_i64(
+                |ch, _| {
+                    // K - t, halved: floor for direction +1, ceil for -1.
+                    let d = kk - i64::from(th.t[ch]);
+                    if th.down[ch] {
+                        (-d).div_euclid(2) - 1
+                    } else {
+                        d.div_euclid(2)
+                    }
+                },
+                i64::MAX,
+            );
+            let t_pc = cx.data("b1dot_pc_thresholds", 64, i64_bytes(&t_pc));
             let down = th.down.iter().any(|&d| d).then(|| {
                 let m = per.lanes_i64(|ch, _| -i64::from(th.down[ch]), 0);
                 cx.data("b1dot_down", 64, i64_bytes(&m))
             });
-            let lane_bits = (v > 1).then(|| {
-                let bits: Vec<i64> = (0..v * mk.blocks).map(|k| 1i64 << k).collect();
-                cx.data("b1dot_lane_bits", 64, i64_bytes(&bits))
-            });
-            Some(ThrData { t, down, lane_bits })
+            Some(ThrData { t, t_pc, down })
         }
     };
     let dense = p.is_dense();
@@ -307,9 +327,10 @@ impl Kern<'_> {
         });
     }
 
-    /// Dense: tiles of P samples, then the remaining `batch mod P` one by one.
+    /// Dense: tiles of P' samples, then the remaining `batch mod P'` one by
+    /// one, with P' the largest power of two <= P (the tile count is a shift).
     fn dense(&self, fb: &mut Fb, ns: Expr) {
-        let pn = self.mk.pixels;
+        let pn = 1usize << self.mk.pixels.ilog2();
         let sh = i64c(pn.trailing_zeros() as i64);
         let tiles = fb.let_("tiles", Ty::I64, shru(ns.clone(), sh.clone()));
         fb.for_("t", i64c(0), tiles.clone(), |fb, t| {
@@ -545,87 +566,89 @@ impl Kern<'_> {
         let kk = self.splat(c64(p.k()));
         for px in 0..np {
             let pix = add(pix0.clone(), c64(px));
-            let ys: Vec<Expr> = (0..g.blocks)
-                .map(|b| {
-                    let a = var(self.acc[px * self.mk.blocks + b]);
+            let accs = (0..g.blocks).map(|b| var(self.acc[px * self.mk.blocks + b]));
+            let Some(thr) = self.thr else {
+                for (b, a) in accs.enumerate() {
                     let mut y = sub(kk.clone(), add(a.clone(), a));
                     if checked {
                         y = add(y, var(self.corr[b]));
                     }
-                    fb.let_("y", self.vt, y)
-                })
-                .collect();
-            match self.thr {
-                None => {
-                    for (b, y) in ys.into_iter().enumerate() {
-                        let ch0 = mul(add(g.ob0.clone(), c64(b)), c64(v));
-                        let at = fb.let_(
-                            "out_at",
-                            Ty::PTR,
-                            addr(self.out.clone(), add(mul(pix.clone(), c64(p.o)), ch0), 4),
-                        );
-                        let lanes = if b + 1 == g.blocks { g.last } else { v };
-                        if lanes == v && v >= 4 {
-                            let narrow = cast(CastOp::Trunc, y, Ty::vec(Scalar::I32, v as u16));
-                            fb.store(at, narrow);
-                        } else {
-                            for l in 0..lanes {
-                                let lane = self.lane(y.clone(), l);
-                                fb.store(add(at.clone(), c64(4 * l)), to_i32(lane));
-                            }
+                    let y = fb.let_("y", self.vt, y);
+                    let ch0 = mul(add(g.ob0.clone(), c64(b)), c64(v));
+                    let at = fb.let_(
+                        "out_at",
+                        Ty::PTR,
+                        addr(self.out.clone(), add(mul(pix.clone(), c64(p.o)), ch0), 4),
+                    );
+                    let lanes = if b + 1 == g.blocks { g.last } else { v };
+                    if lanes == v && v >= 4 {
+                        let narrow = cast(CastOp::Trunc, y, Ty::vec(Scalar::I32, v as u16));
+                        fb.store(at, narrow);
+                    } else {
+                        for l in 0..lanes {
+                            let lane = self.lane(y.clone(), l);
+                            fb.store(add(at.clone(), c64(4 * l)), to_i32(lane));
                         }
                     }
                 }
-                Some(thr) => {
-                    let mut bits: Option<Expr> = None;
-                    for (b, y) in ys.into_iter().enumerate() {
-                        let ob = add(g.ob0.clone(), c64(b));
-                        let a = match thr.down {
-                            Some(d) => {
-                                let m = fb.let_("down", self.vt, self.block_vec(d, &ob));
-                                sub(xor(y, m.clone()), m)
-                            }
-                            None => y,
-                        };
-                        let negative = cmp(CmpOp::SLt, a, self.block_vec(thr.t, &ob));
-                        let part = match thr.lane_bits {
-                            // Lane masks and-ed with each lane's bit.
-                            Some(lb) => and(
-                                negative,
-                                load(self.vt, add(Expr::DataAddr(lb), c64(b * v * 8))),
-                            ),
-                            // V = 1: the i8 0/1 of the compare, at bit b.
-                            None => shl(flag64(negative), c64(b)),
-                        };
-                        bits = Some(match bits {
-                            None => part,
-                            Some(x) => or(x, part),
-                        });
+                continue;
+            };
+            let mut bits: Option<Expr> = None;
+            for (b, a) in accs.enumerate() {
+                let ob = add(g.ob0.clone(), c64(b));
+                let flip = |fb: &mut Fb, x: Expr| match thr.down {
+                    Some(d) => {
+                        let m = fb.let_("down", self.vt, self.block_vec(d, &ob));
+                        xor(x, m)
                     }
-                    let bits = bits.expect("a group has a block");
-                    let bits = if v > 1 {
-                        Expr::ReduceAdd(Box::new(bits))
-                    } else {
-                        bits
+                    None => x,
+                };
+                let fails = if checked {
+                    // y = K - 2*pc + corr; a = y, or -y = (y xor m) - m
+                    // where the direction is -1; fails where a < t'.
+                    let y = add(sub(kk.clone(), add(a.clone(), a)), var(self.corr[b]));
+                    let a = match thr.down {
+                        Some(d) => {
+                            let m = fb.let_("down", self.vt, self.block_vec(d, &ob));
+                            sub(xor(y, m.clone()), m)
+                        }
+                        None => y,
                     };
-                    let bits = fb.let_("bits", Ty::I64, bits);
-                    let o0 = mul(g.ob0.clone(), c64(v));
-                    let word = fb.let_(
-                        "out_at",
-                        Ty::PTR,
-                        addr(
-                            self.out.clone(),
-                            add(
-                                mul(pix, c64(Storage::words(p.o))),
-                                shru(o0.clone(), i64c(6)),
-                            ),
-                            8,
-                        ),
-                    );
-                    let old = load(Ty::I64, word.clone());
-                    fb.store(word, or(old, shl(bits, and(o0, i64c(63)))));
-                }
+                    cmp(CmpOp::SLt, a, self.block_vec(thr.t, &ob))
+                } else {
+                    // y = K - 2*pc, so y < t <=> pc > floor((K - t) / 2), and
+                    // y > t <=> pc < ceil((K - t) / 2) <=> (pc xor -1) >
+                    // -ceil((K - t) / 2) - 1: one compare on the accumulator.
+                    let a = flip(fb, a);
+                    cmp(CmpOp::SGt, a, self.block_vec(thr.t_pc, &ob))
+                };
+                let part = if v > 1 {
+                    shl(Expr::SignBits(Box::new(fails)), c64(b * v))
+                } else {
+                    // V = 1: the i8 0/1 of the compare.
+                    shl(flag64(fails), c64(b))
+                };
+                bits = Some(match bits {
+                    None => part,
+                    Some(x) => or(x, part),
+                });
             }
+            let bits = fb.let_("bits", Ty::I64, bits.expect("a group has a block"));
+            let o0 = mul(g.ob0.clone(), c64(v));
+            let word = fb.let_(
+                "out_at",
+                Ty::PTR,
+                addr(
+                    self.out.clone(),
+                    add(
+                        mul(pix, c64(Storage::words(p.o))),
+                        shru(o0.clone(), i64c(6)),
+                    ),
+                    8,
+                ),
+            );
+            let old = load(Ty::I64, word.clone());
+            fb.store(word, or(old, shl(bits, and(o0, i64c(63)))));
         }
     }
 }

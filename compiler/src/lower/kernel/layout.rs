@@ -55,6 +55,25 @@ impl OcBlocked {
         out
     }
 
+    /// The same words as [`OcBlocked::pack`], from weights already packed
+    /// by rows: `o * taps` rows (`[o][taps]`) of `words` words, each row `c`
+    /// channels as a `b1` tensor's last axis is packed (bit `c % 64` of word
+    /// `c / 64` set for -1, unused bits 0), so no weight is unpacked.
+    pub fn pack_rows(&self, rows: &[u64]) -> Vec<u64> {
+        assert_eq!(rows.len(), self.o * self.taps * self.words);
+        let mut out = vec![0u64; self.blocks() * self.taps * self.words * self.lanes];
+        if self.words == 0 {
+            return out;
+        }
+        for (r, row) in rows.chunks_exact(self.words).enumerate() {
+            let (ch, tap) = (r / self.taps, r % self.taps);
+            for (w, &x) in row.iter().enumerate() {
+                out[self.index(ch, tap, w)] = x;
+            }
+        }
+        out
+    }
+
     /// One `i64` per (channel, tap) in the block order, `[blk][tap][lane]`:
     /// `f(ch, tap)` for real channels, `pad` for the lanes past `o`.
     pub fn lanes_i64(&self, f: impl Fn(usize, usize) -> i64, pad: i64) -> Vec<i64> {
@@ -93,6 +112,8 @@ mod tests {
         w[(3 * 2 + 1) * 70 + 65] = -1; // channel 3, tap 1, bit 65
         w[(4 * 2) * 70] = -1; // channel 4, tap 0, bit 0
         let p = l.pack(&w, 70);
+        let rows = bnnc_ir::tensor::pack_b1_words(&[5, 2, 70], &w).unwrap();
+        assert_eq!(l.pack_rows(&rows), p);
         assert_eq!(p.len(), 24);
         assert_eq!(p[l.index(3, 1, 1)], 1 << 1);
         assert_eq!(p[l.index(4, 0, 0)], 1);

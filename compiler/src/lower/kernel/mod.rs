@@ -12,7 +12,7 @@
 //! One family so far, "b1 dot, vectorized across output channels"
 //! ([`b1_dot`]): a tile of `P` output pixels x `B` blocks of `V` output
 //! channels held in `P * B` vector accumulators of `V` i64 lanes; V = 8, 4,
-//! 2 or 1 by [`MicroKernel::choose`].
+//! 2 or 1 by [`MicroKernel::lanes`], the tile by [`MicroKernel::choose`].
 
 mod b1_dot;
 pub mod layout;
@@ -176,6 +176,46 @@ impl B1Dot {
     }
 }
 
+/// A register tile shape: `pixels` (P) output pixels x `blocks` (B) vectors
+/// of output channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tile {
+    pub pixels: usize,
+    pub blocks: usize,
+}
+
+impl Tile {
+    /// Whether the family can use this tile with vectors of `lanes` lanes:
+    /// 1 to 16 pixels, at most 32 accumulators, and `lanes * blocks`
+    /// dividing 64 (a tile's output bits lie in one word).
+    pub fn fits(self, lanes: usize) -> bool {
+        (1..=16).contains(&self.pixels)
+            && self.blocks >= 1
+            && self.pixels * self.blocks <= 32
+            && 64 % (lanes * self.blocks) == 0
+    }
+}
+
+impl std::fmt::Display for Tile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.pixels, self.blocks)
+    }
+}
+
+impl std::str::FromStr for Tile {
+    type Err = String;
+
+    /// `PxB`, e.g. `4x2`.
+    fn from_str(s: &str) -> Result<Tile, String> {
+        let bad = || format!("`{s}` is not a tile: write PIXELSxBLOCKS, e.g. 4x2");
+        let (p, b) = s.split_once('x').ok_or_else(bad)?;
+        Ok(Tile {
+            pixels: p.parse().map_err(|_| bad())?,
+            blocks: b.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
 /// The register tile of the "b1 dot, vectorized across output channels"
 /// family: `pixels` (P) output pixels x `blocks` (B) vectors of `lanes` (V)
 /// i64 lanes, one output channel per lane, so `P * B` vector accumulators
@@ -185,7 +225,7 @@ impl B1Dot {
 /// Per K step (one tap, one input word) the kernel loads B weight vectors,
 /// splats each pixel's input word and adds `popcount(splat xor w)` to each
 /// of the P x B accumulators: `P * B` vector xor/popcount/add for `B`
-/// vector loads and `P` scalar loads.
+/// vector loads and `P` scalar loads (splats).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MicroKernel {
     pub lanes: usize,
@@ -194,73 +234,104 @@ pub struct MicroKernel {
 }
 
 impl MicroKernel {
-    /// The micro-kernel for `target` with vectors of at most
-    /// `opts.max_vector_bits`, or `None` for the scalar loops. Every
-    /// instance has `P = 4` pixels and `B = 2` blocks: 8 accumulators.
+    /// The vector width, in lanes of 64 bits, of the micro-kernel for
+    /// `target` with vectors of at most `max_vector_bits`, or `None` for the
+    /// scalar loops.
     ///
     /// - x86_64 with `avx512vpopcntdq` (and `avx512f`), 512 bits allowed:
-    ///   V = 8 (`vpopcntq zmm`): 8 of the 32 zmm registers.
+    ///   V = 8 (`vpopcntq zmm`).
     /// - x86_64 with `avx2`, 256 bits allowed: V = 4 (LLVM counts the lanes
-    ///   with `vpshufb` nibble tables and `vpsadbw`): 8 of the 16 ymm, room
-    ///   left for the tables and temporaries.
+    ///   with `vpshufb` nibble tables and `vpsadbw`).
     /// - x86_64 with 128 bits allowed and a one-instruction 128-bit lane
     ///   popcount (`avx512vl` with `avx512vpopcntdq`, or `avx512bitalg` and
     ///   `avx512dq`: Cranelift's `vpopcntb` and `vpmullq`), or without
     ///   `popcnt` (the SSE2 baseline, where counting two lanes at once beats
     ///   counting one): V = 2.
     /// - other x86_64 with `popcnt` and 128 bits: V = 1, the family's
-    ///   scalar-register instance (`popcnt` per word, 8 of the 16
-    ///   general registers); there a 128-bit lane popcount is a byte
-    ///   table lookup or bit arithmetic plus a 64-bit lane multiply
-    ///   emulated by Cranelift, slower than two `popcnt`s.
+    ///   scalar-register instance (`popcnt` per word); there a 128-bit lane
+    ///   popcount is a byte table lookup or bit arithmetic plus a 64-bit lane
+    ///   multiply emulated by Cranelift, slower than two `popcnt`s.
     /// - aarch64 (NEON `cnt`): V = 2.
-    /// - riscv64 (RV64GC has no vector registers bnnc uses): scalar loops.
+    /// - riscv64 with `zbb` (`cpop`), 64 bits allowed: V = 1. Without `zbb`
+    ///   a popcount is a dozen instructions either way: the scalar loops.
     ///
     /// 128 bits is all Cranelift translates, whatever the target's features
-    /// ([`crate::compile::Backend::max_vector_bits`]). `V * B` divides 64,
-    /// so one tile's output bits lie in one word.
-    pub fn choose(target: &Target, opts: &LowerOptions) -> Option<MicroKernel> {
+    /// ([`crate::compile::Backend::max_vector_bits`]).
+    pub fn lanes(target: &Target, max_vector_bits: u32) -> Option<usize> {
         let native = match target.arch {
             Arch::X86_64 if target.has("avx512vpopcntdq") && target.has("avx512f") => 512,
             Arch::X86_64 if target.has("avx2") => 256,
             Arch::X86_64 | Arch::Aarch64 => 128,
+            Arch::Riscv64 if target.has("zbb") => 64,
             Arch::Riscv64 => 0,
         };
-        let bits = native.min(opts.max_vector_bits);
+        let bits = native.min(max_vector_bits);
         let vector_popcount = target.has("avx512vl")
             && (target.has("avx512vpopcntdq")
                 || (target.has("avx512bitalg") && target.has("avx512dq")));
-        let lanes = match bits {
-            512.. => 8,
-            256..=511 => 4,
+        match bits {
+            512.. => Some(8),
+            256..=511 => Some(4),
             128..=255
                 if target.arch == Arch::X86_64 && target.has("popcnt") && !vector_popcount =>
             {
-                1
+                Some(1)
             }
-            128..=255 => 2,
-            _ => return None,
-        };
-        let mk = MicroKernel {
-            lanes,
+            128..=255 => Some(2),
+            64..=127 => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The default tile: P = 4 pixels x B = 2 blocks, 8 accumulators, for
+    /// every width (`lanes * 2` divides 64 for V <= 32). Measured on Zen 5
+    /// with V = 8 (`bnnc bench-kernels --cpus znver4 --tile
+    /// 4x2,6x4,2x8,3x4`, interleaved): the fastest of the four on the 3x3
+    /// convolutions and dense batch 1, 6% behind 3x4 on the 1x1; 2x8 loses
+    /// 16% on the 256-channel 3x3.
+    pub fn default_tile(_lanes: usize) -> Tile {
+        Tile {
             pixels: 4,
             blocks: 2,
-        };
-        debug_assert_eq!(64 % (mk.lanes * mk.blocks), 0);
-        debug_assert!(mk.pixels.is_power_of_two());
-        Some(mk)
+        }
+    }
+
+    /// The micro-kernel for `target` under `opts`: V from
+    /// [`MicroKernel::lanes`], the tile `opts.tile` when it
+    /// [fits](Tile::fits) V, else [`MicroKernel::default_tile`].
+    pub fn choose(target: &Target, opts: &LowerOptions) -> Option<MicroKernel> {
+        let lanes = MicroKernel::lanes(target, opts.max_vector_bits)?;
+        let tile = opts
+            .tile
+            .filter(|t| t.fits(lanes))
+            .unwrap_or_else(|| MicroKernel::default_tile(lanes));
+        debug_assert!(tile.fits(lanes));
+        Some(MicroKernel {
+            lanes,
+            pixels: tile.pixels,
+            blocks: tile.blocks,
+        })
+    }
+
+    /// The tile of this instance.
+    pub fn tile(&self) -> Tile {
+        Tile {
+            pixels: self.pixels,
+            blocks: self.blocks,
+        }
     }
 }
 
-/// Emits `problem` (weights `w`: ±1 values `[o][kh][kw][c]`) as one kernel
+/// Emits `problem` (weights `w`: `[o][kh][kw][c]` packed by rows of `c`
+/// channels, as a `b1` tensor's words: [`bnnc_ir::tensor`]) as one kernel
 /// reading buffer `x` and writing buffer `out`, with the micro-kernel the
 /// target gets. Returns false, emitting nothing, when there is none or the
 /// problem does not fit it; the caller then emits its scalar loops.
-pub(crate) fn try_b1_dot(cx: &mut Cx, problem: &B1Dot, w: &[i32], x: usize, out: usize) -> bool {
+pub(crate) fn try_b1_dot(cx: &mut Cx, problem: &B1Dot, w: &[u64], x: usize, out: usize) -> bool {
     let Some(mk) = MicroKernel::choose(cx.target, &cx.opts) else {
         return false;
     };
-    if !problem.fits() || w.len() != problem.o * problem.k() {
+    if !problem.fits() || w.len() != problem.o * problem.taps() * problem.words() {
         return false;
     }
     b1_dot::emit(cx, problem, mk, w, x, out);

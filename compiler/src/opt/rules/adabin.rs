@@ -54,7 +54,7 @@ fn low_exp(v: f32) -> i32 {
 /// product adds nothing to it).
 pub fn binary_affine_input(egraph: &BnnGraph, x: Id) -> Option<(Id, [f32; 2])> {
     let c = egraph[x].data.ty.shape.last()?.fixed()?;
-    if c == 0 {
+    if c == 0 || !egraph.analysis.affordable((c as u64).saturating_mul(2)) {
         return None;
     }
     for chain in find_chains(egraph, x) {
@@ -188,15 +188,37 @@ impl Geometry {
         }
     }
 
-    /// Per output position (row-major over OH, OW; one for dense): the number
-    /// `n` of in-bounds products and, per output channel, `Wsum`, the sum of
+    /// The constant term `E = C0 n + C2 Wsum` of the derivation (step 5) per
+    /// output position and channel, as an i32 tensor: `[O]` when it is the
+    /// same at every position (always for dense), else `[OH, OW, O]`. `n` is
+    /// the number of in-bounds products of the position and `Wsum` the sum of
     /// `t` over them. Taps are in bounds exactly as the interpreter decides:
     /// input row `y*sh + i*dh - top` in `[0, H)`, likewise columns.
-    fn border_sums(&self, t: &[i32], o: usize) -> Vec<(i64, Vec<i64>)> {
+    ///
+    /// The work is proportional to the weights, never to the output's extent
+    /// or the padding: along each axis the in-bounds kernel rows of a position
+    /// form one range that changes only where a tap enters or leaves the input
+    /// ([`tap_runs`]: at most `2 kh + 1` runs of positions), and the sum of `t`
+    /// over a rectangle of taps comes from prefix sums. Only a
+    /// position-dependent E is written out, and only when its `OH * OW * O`
+    /// elements are at most `limit`. `None` when it is larger, or a value
+    /// leaves i32.
+    fn corrections(&self, t: &[i32], coef: &[[i64; 4]], limit: u64) -> Option<Tensor> {
+        let o = coef.len();
+        let e_of = |cf: &[i64; 4], n: i64, wsum: i64| -> Option<i32> {
+            let v = cf[0]
+                .checked_mul(n)?
+                .checked_add(cf[2].checked_mul(wsum)?)?;
+            i32::try_from(v).ok()
+        };
         match self {
             Geometry::Dense { k } => {
-                let ws = t.chunks(*k).map(|r| r.iter().map(|&v| v as i64).sum());
-                vec![(*k as i64, ws.collect())]
+                let mut e = Vec::with_capacity(o);
+                for (cf, row) in coef.iter().zip(t.chunks(*k)) {
+                    let wsum = row.iter().map(|&v| v as i64).sum();
+                    e.push(e_of(cf, *k as i64, wsum)?);
+                }
+                Some(Tensor::int(ElemType::I32, vec![o], e))
             }
             Geometry::Conv {
                 attrs,
@@ -208,38 +230,65 @@ impl Geometry {
                 oh,
                 ow,
             } => {
-                // Per (o, i, j): the sum of t over the input channels.
-                let rows: Vec<i64> = t
-                    .chunks(*c)
-                    .map(|r| r.iter().map(|&v| v as i64).sum())
-                    .collect();
                 let [sh, sw] = attrs.stride;
                 let [dh, dw] = attrs.dilation;
                 let (top, left) = (attrs.padding[0], attrs.padding[1]);
-                let inb = |pos: usize, tap: usize, s: usize, d: usize, pad: usize, ext: usize| {
-                    (pos * s + tap * d)
-                        .checked_sub(pad)
-                        .is_some_and(|v| v < ext)
-                };
-                let mut out = Vec::with_capacity(oh * ow);
-                for y in 0..*oh {
-                    for x in 0..*ow {
-                        let taps: Vec<usize> = (0..*kh)
-                            .filter(|&i| inb(y, i, sh, dh, top, *h))
-                            .flat_map(|i| {
-                                (0..*kw)
-                                    .filter(move |&j| inb(x, j, sw, dw, left, *w))
-                                    .map(move |j| i * kw + j)
-                            })
-                            .collect();
-                        let n = (taps.len() * c) as i64;
-                        let ws = (0..o)
-                            .map(|oc| taps.iter().map(|&tap| rows[oc * kh * kw + tap]).sum())
-                            .collect();
-                        out.push((n, ws));
+                let ys = tap_runs(*oh, *kh, sh, dh, top, *h)?;
+                let xs = tap_runs(*ow, *kw, sw, dw, left, *w)?;
+                // pre[o][i][j]: the sum of t over taps [0, i) x [0, j) of
+                // output channel o (each tap summed over the input channels).
+                let (ph, pw) = (kh + 1, kw + 1);
+                let mut pre = vec![0i64; o.checked_mul(ph * pw)?];
+                for oc in 0..o {
+                    for i in 0..*kh {
+                        for j in 0..*kw {
+                            let at = ((oc * kh + i) * kw + j) * c;
+                            let tap: i64 = t[at..at + c].iter().map(|&v| v as i64).sum();
+                            let p = |i: usize, j: usize| oc * ph * pw + i * pw + j;
+                            pre[p(i + 1, j + 1)] =
+                                tap + pre[p(i, j + 1)] + pre[p(i + 1, j)] - pre[p(i, j)];
+                        }
                     }
                 }
-                out
+                // One row of O values per pair of runs.
+                let mut tiles: Vec<Vec<i32>> = Vec::with_capacity(ys.len() * xs.len());
+                for &(_, _, i0, i1) in &ys {
+                    for &(_, _, j0, j1) in &xs {
+                        let n = ((i1 - i0) * (j1 - j0) * c) as i64;
+                        let row = (0..o)
+                            .map(|oc| {
+                                let p = |i: usize, j: usize| pre[oc * ph * pw + i * pw + j];
+                                let wsum = p(i1, j1) - p(i0, j1) - p(i1, j0) + p(i0, j0);
+                                e_of(&coef[oc], n, wsum)
+                            })
+                            .collect::<Option<Vec<i32>>>()?;
+                        tiles.push(row);
+                    }
+                }
+                let Some(first) = tiles.first() else {
+                    // No output position: any E is right.
+                    return Some(Tensor::int(ElemType::I32, vec![o], vec![0; o]));
+                };
+                if tiles.iter().all(|r| r == first) {
+                    return Some(Tensor::int(ElemType::I32, vec![o], first.clone()));
+                }
+                let elems = (*oh as u64)
+                    .checked_mul(*ow as u64)?
+                    .checked_mul(o as u64)?;
+                if elems > limit {
+                    return None;
+                }
+                let mut e = Vec::with_capacity(elems as usize);
+                for (ry, &(y0, y1, _, _)) in ys.iter().enumerate() {
+                    for _ in y0..y1 {
+                        for (rx, &(x0, x1, _, _)) in xs.iter().enumerate() {
+                            for _ in x0..x1 {
+                                e.extend_from_slice(&tiles[ry * xs.len() + rx]);
+                            }
+                        }
+                    }
+                }
+                Some(Tensor::int(ElemType::I32, vec![*oh, *ow, o], e))
             }
         }
     }
@@ -267,6 +316,57 @@ impl Geometry {
             Geometry::Conv { c, kh, kw, .. } => vec![1, *kh, *kw, *c],
         }
     }
+}
+
+/// The runs of output positions along one axis over which the same kernel
+/// taps are in bounds: `(start, end, lo, hi)` says positions `start..end`
+/// read exactly taps `lo..hi` (an empty range where none is in bounds); the
+/// runs cover `0..out` in order and there are at most `2 k + 1`. Tap `i` at
+/// position `p` reads input `p*s + i*d - pad`, in bounds when in `[0, ext)`,
+/// i.e. for `p` from `ceil((pad - i*d) / s)` up to, excluding,
+/// `ceil((pad + ext - i*d) / s)`. `None` for a zero stride or taps that are
+/// not one range (impossible for a positive dilation).
+fn tap_runs(
+    out: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+    pad: usize,
+    ext: usize,
+) -> Option<Vec<(usize, usize, usize, usize)>> {
+    if s == 0 {
+        return None;
+    }
+    let (s, d, pad, ext) = (s as u128, d as u128, pad as u128, ext as u128);
+    let bound = |i: usize| {
+        let at = i as u128 * d;
+        let clamp = |p: u128| p.min(out as u128) as usize;
+        (
+            clamp(pad.saturating_sub(at).div_ceil(s)),
+            clamp((pad + ext).saturating_sub(at).div_ceil(s)),
+        )
+    };
+    let bounds: Vec<(usize, usize)> = (0..k).map(bound).collect();
+    let mut cuts: Vec<usize> = vec![0, out];
+    cuts.extend(bounds.iter().flat_map(|&(a, b)| [a, b]));
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut runs = Vec::with_capacity(cuts.len());
+    for win in cuts.windows(2) {
+        let (start, end) = (win[0], win[1]);
+        let taps: Vec<usize> = (0..k)
+            .filter(|&i| bounds[i].0 <= start && start < bounds[i].1)
+            .collect();
+        let (lo, hi) = match (taps.first(), taps.last()) {
+            (Some(&lo), Some(&last)) => (lo, last + 1),
+            _ => (0, 0),
+        };
+        if hi - lo != taps.len() {
+            return None;
+        }
+        runs.push((start, end, lo, hi));
+    }
+    Some(runs)
 }
 
 /// `v` as i32 values, `None` if one does not fit.
@@ -403,12 +503,7 @@ pub fn affine_binary_dot(egraph: &BnnGraph, class: Id, node: &ENode) -> Option<B
 
     let c1: Vec<i64> = plan.coef.iter().map(|c| c[1]).collect();
     let c3: Vec<i64> = plan.coef.iter().map(|c| c[3]).collect();
-    let mut e = Vec::new();
-    for (n, ws) in geom.border_sums(&plan.t, o) {
-        for (cf, wsum) in plan.coef.iter().zip(ws) {
-            e.push(i32::try_from(cf[0] * n + cf[2] * wsum).ok()?);
-        }
-    }
+    let e = geom.corrections(&plan.t, &plan.coef, egraph.analysis.budget)?;
     let (c1, c3) = (to_i32(&c1)?, to_i32(&c3)?);
 
     let dot = geom.binary_op();
@@ -431,14 +526,8 @@ pub fn affine_binary_dot(egraph: &BnnGraph, class: Id, node: &ENode) -> Option<B
     let mut sum = terms
         .into_iter()
         .reduce(|l, r| Build::Node(Op::Add, vec![l, r]))?;
-    if e.iter().any(|&v| v != 0) {
-        let uniform = e.chunks(o).all(|r| r == &e[..o]);
-        let et = match &geom {
-            _ if uniform => Tensor::int(ElemType::I32, vec![o], e[..o].to_vec()),
-            Geometry::Conv { oh, ow, .. } => Tensor::int(ElemType::I32, vec![*oh, *ow, o], e),
-            Geometry::Dense { .. } => return None,
-        };
-        sum = Build::Node(Op::Add, vec![sum, Build::Const(et)]);
+    if e.as_int()?.iter().any(|&v| v != 0) {
+        sum = Build::Node(Op::Add, vec![sum, Build::Const(e)]);
     }
     let scale = f32::from_bits(((plan.u_exp - 2 + 127) as u32) << 23);
     let out = Build::Node(
@@ -768,6 +857,48 @@ mod tests {
         let got = original(&bound, &[x.clone(), x]);
         let exact = 3.0 * (1.0 + 2f64.powi(-23));
         assert_ne!(got.as_f32().unwrap()[0] as f64, exact);
+    }
+
+    /// The runs of [`tap_runs`] say exactly which taps the interpreter's
+    /// in-bounds test accepts, for every position, over strides, dilations,
+    /// paddings wider than the kernel and kernels wider than the input.
+    #[test]
+    fn tap_runs_match_the_in_bounds_test() {
+        for out in [0usize, 1, 4, 9] {
+            for k in 1..5 {
+                for s in 1..4 {
+                    for d in 1..3 {
+                        for pad in [0usize, 1, 3, 7] {
+                            for ext in [1usize, 2, 5] {
+                                let runs = tap_runs(out, k, s, d, pad, ext).unwrap();
+                                assert!(runs.len() <= 2 * k + 1);
+                                let mut next = 0;
+                                for &(start, end, lo, hi) in &runs {
+                                    assert_eq!(start, next);
+                                    assert!(start < end);
+                                    next = end;
+                                    for p in start..end {
+                                        let inb: Vec<usize> = (0..k)
+                                            .filter(|&i| {
+                                                (p * s + i * d)
+                                                    .checked_sub(pad)
+                                                    .is_some_and(|v| v < ext)
+                                            })
+                                            .collect();
+                                        assert_eq!(inb, (lo..hi).collect::<Vec<_>>());
+                                    }
+                                }
+                                assert_eq!(next, out);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Huge paddings cost as little as small ones.
+        let runs = tap_runs(200_000_000_001, 3, 1, 1, 99_999_999_999, 6).unwrap();
+        assert_eq!(runs.len(), 7);
+        assert!(tap_runs(4, 3, 0, 1, 0, 4).is_none());
     }
 
     #[test]

@@ -55,7 +55,7 @@ mod tests {
             })
             .expect("sign(@w) holds a constant leaf");
         assert_eq!(leaf.elem, ElemType::B1);
-        assert_eq!(leaf.as_int().unwrap(), [1, 1, -1, 1, 1, -1]);
+        assert_eq!(leaf.as_int().unwrap()[..], [1, 1, -1, 1, 1, -1]);
         // A value that depends on an input is left alone.
         assert!(eg[eg.find(y)].data.konst.is_none());
         assert_eq!(eg[eg.find(y)].nodes.len(), 1);

@@ -53,13 +53,16 @@ fn pick_rows(t: &Tensor, idx: &[usize]) -> Tensor {
                 .flat_map(|&r| v[r * width..(r + 1) * width].iter().copied())
                 .collect(),
         ),
-        TensorData::Int(v) => Tensor::int(
-            t.elem,
-            dims,
-            idx.iter()
-                .flat_map(|&r| v[r * width..(r + 1) * width].iter().copied())
-                .collect(),
-        ),
+        TensorData::Int(_) | TensorData::Bits(_) => {
+            let v = t.as_int().unwrap_or_default();
+            Tensor::int(
+                t.elem,
+                dims,
+                idx.iter()
+                    .flat_map(|&r| v[r * width..(r + 1) * width].iter().copied())
+                    .collect(),
+            )
+        }
     }
 }
 
@@ -83,19 +86,21 @@ impl Params {
         })
     }
 
-    /// `threshold(x, ..)` with the parameters of channels `idx` (in the order
-    /// given), or `None` when they are needed but not constant.
-    fn select(&self, egraph: &BnnGraph, x: Build, idx: &[usize]) -> Option<Build> {
+    /// `threshold(x, ..)` with the parameters of channels `idx()` (in the
+    /// order given), or `None` when they are needed but not constant. The
+    /// channel list is made only when a constant with a row per channel is
+    /// there to pick from, so its length is bounded by that constant's.
+    fn select(&self, egraph: &BnnGraph, x: Build, idx: impl Fn() -> Vec<usize>) -> Option<Build> {
         let t = if self.shared {
             Build::Class(self.t)
         } else {
-            Build::Const(pick_rows(egraph[self.t].data.konst.as_deref()?, idx))
+            Build::Const(pick_rows(egraph[self.t].data.konst.as_deref()?, &idx()))
         };
         let mut args = vec![x, t];
         if let Some(d) = self.dir {
             args.push(Build::Const(pick_rows(
                 egraph[d].data.konst.as_deref()?,
-                idx,
+                &idx(),
             )));
         }
         Some(Build::Node(Op::Threshold, args))
@@ -172,8 +177,7 @@ pub fn threshold_through_concat(egraph: &BnnGraph, _class: Id, node: &ENode) -> 
             let mut off = 0;
             for &a in parts {
                 let c = chan_count(&egraph[a].data.ty);
-                let idx: Vec<usize> = (off..off + c).collect();
-                args.push(p.select(egraph, Build::Class(a), &idx)?);
+                args.push(p.select(egraph, Build::Class(a), || (off..off + c).collect())?);
                 off += c;
             }
         } else {
@@ -206,8 +210,8 @@ pub fn threshold_through_shuffle(egraph: &BnnGraph, _class: Id, node: &ENode) ->
         }
         let m = c / g;
         // Input channel q = k*m + i takes the parameters of output i*g + k.
-        let idx: Vec<usize> = (0..c).map(|q| (q % m) * g + q / m).collect();
-        let th = p.select(egraph, Build::Class(*a), &idx)?;
+        let idx = || (0..c).map(|q| (q % m) * g + q / m).collect();
+        let th = p.select(egraph, Build::Class(*a), idx)?;
         return Some(Build::Node(Op::ChannelShuffle { groups: g }, vec![th]));
     }
     None
@@ -237,13 +241,15 @@ pub fn threshold_through_replicate(egraph: &BnnGraph, _class: Id, node: &ENode) 
             if rows == 1 {
                 return true;
             }
-            let same = |i: usize, j: usize| match &t.data {
-                TensorData::F32(v) => {
+            let ints = t.as_int();
+            let same = |i: usize, j: usize| match (&t.data, &ints) {
+                (TensorData::F32(v), _) => {
                     (0..width).all(|k| v[i * width + k].to_bits() == v[j * width + k].to_bits())
                 }
-                TensorData::Int(v) => (0..width).all(|k| v[i * width + k] == v[j * width + k]),
+                (_, Some(v)) => (0..width).all(|k| v[i * width + k] == v[j * width + k]),
+                (_, None) => false,
             };
-            rows == c * times && (c..rows).all(|r| same(r, r % c))
+            c.checked_mul(*times) == Some(rows) && (c..rows).all(|r| same(r, r % c))
         };
         if !p.shared && !agree(egraph[p.t].data.konst.as_deref()?) {
             continue;
@@ -253,8 +259,7 @@ pub fn threshold_through_replicate(egraph: &BnnGraph, _class: Id, node: &ENode) 
                 continue;
             }
         }
-        let idx: Vec<usize> = (0..c).collect();
-        let th = p.select(egraph, Build::Class(*a), &idx)?;
+        let th = p.select(egraph, Build::Class(*a), || (0..c).collect())?;
         return Some(Build::Node(Op::Replicate { times: *times }, vec![th]));
     }
     None

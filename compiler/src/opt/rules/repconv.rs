@@ -166,7 +166,7 @@ mod tests {
             const_of(&eg, muls[0].children[1])
                 .unwrap()
                 .as_int()
-                .unwrap(),
+                .unwrap()[..],
             [2]
         );
         let inner = find_op(&eg, muls[0].children[0], "conv2d");

@@ -15,7 +15,7 @@ use bnnc_ir::{ElemType, Op, Tensor, TensorType};
 use egg::Id;
 
 use super::threshold::{
-    cached_thresholds, chain_key, eval_chain, find_chains, threshold_build, Step,
+    acc_ranges, cached_thresholds, chain_key, eval_chain, find_chains, threshold_build, Step,
 };
 use super::{nodes, op_of, Build};
 use crate::opt::analysis::{chan_count, infer_type, is_per_channel, Affine, BnnGraph, Interval};
@@ -42,12 +42,11 @@ pub fn sign_scale_to_threshold(egraph: &BnnGraph, _class: Id, node: &ENode) -> O
         {
             continue;
         }
-        let d = &egraph[chain.acc].data;
-        let ranges = d.range.as_deref()?;
-        if ranges.len() != chan_count(&d.ty) {
+        let Some(ranges) = acc_ranges(egraph, chain.acc) else {
             continue;
-        }
-        if let Some((t, dir)) = cached_thresholds(egraph, &chain.steps, d.ty.elem, ranges) {
+        };
+        let elem = egraph[chain.acc].data.ty.elem;
+        if let Some((t, dir)) = cached_thresholds(egraph, &chain.steps, elem, &ranges) {
             return Some(threshold_build(chain.acc, t, dir));
         }
     }
@@ -182,11 +181,11 @@ fn affine_coeffs(steps: &[Step], c: usize) -> Option<Vec<(f64, f64)>> {
 fn affine_epilogue(steps: &[Step], elem: ElemType, ranges: &[Interval]) -> Option<Affine> {
     let c = ranges.len();
     let rows = ranges.iter().map(|r| r.count()).max()?;
-    let ab = affine_coeffs(steps, c)?;
     let m = ULP_STEPS.len() * (ULP_STEPS.len() + 1);
-    if rows.saturating_mul((c * m) as u64) > AFFINE_WORK_LIMIT {
+    if rows.saturating_mul(c as u64).saturating_mul(m as u64) > AFFINE_WORK_LIMIT {
         return None;
     }
+    let ab = affine_coeffs(steps, c)?;
     let rows = rows as usize;
     let value = |ch: usize, r: usize| ranges[ch].value((r as u64).min(ranges[ch].count() - 1));
     let data: Vec<i32> = (0..rows)
@@ -273,20 +272,17 @@ pub fn collapse_affine_epilogue(egraph: &BnnGraph, class: Id, node: &ENode) -> O
         if weight < 2 {
             continue;
         }
-        let d = &egraph[chain.acc].data;
-        let Some(ranges) = d.range.as_deref() else {
+        let Some(ranges) = acc_ranges(egraph, chain.acc) else {
             continue;
         };
-        if ranges.len() != chan_count(&d.ty) {
-            continue;
-        }
-        let key = chain_key(&chain.steps, d.ty.elem, ranges);
+        let elem = egraph[chain.acc].data.ty.elem;
+        let key = chain_key(&chain.steps, elem, &ranges);
         let cache = &egraph.analysis.affine_cache;
         let cached = cache.lock().expect("lock").get(&key).cloned();
         let found = match cached {
             Some(r) => r,
             None => {
-                let r = affine_epilogue(&chain.steps, d.ty.elem, ranges);
+                let r = affine_epilogue(&chain.steps, elem, &ranges);
                 cache.lock().expect("lock").insert(key, r.clone());
                 r
             }
@@ -373,6 +369,16 @@ pub fn collapse_int_affine(egraph: &BnnGraph, class: Id, node: &ENode) -> Option
                     (Op::Mul, Op::Mul) => (Op::Mul, a, b, Op::Mul),
                     _ => continue,
                 };
+                // The combined constant broadcasts the two: no larger than
+                // the budget allows.
+                let tys = [
+                    TensorType::fixed(c1.elem, &c1.dims),
+                    TensorType::fixed(c2.elem, &c2.dims),
+                ];
+                match infer_type(&cop, &[&tys[0], &tys[1]]) {
+                    Ok(t) if egraph.analysis.affordable(t.numel(1) as u64) => {}
+                    _ => continue,
+                }
                 let Ok(c) = bnnc_runtime::ops::eval(&cop, &[c1, c2]) else {
                     continue;
                 };
@@ -418,8 +424,8 @@ mod tests {
         let dir = const_of(&eg, th[0].children[2]).unwrap();
         // ch0: 0.5 acc - 0.75 >= 0 iff acc >= 1.5 -> odd 3; ch1: -0.25 acc - 0.25
         // >= 0 iff acc <= -1; ch2: 0 - (-1) = 1 always: t = lo = -5.
-        assert_eq!(t.as_int().unwrap(), [3, -1, -5]);
-        assert_eq!(dir.as_int().unwrap(), [1, -1, 1]);
+        assert_eq!(t.as_int().unwrap()[..], [3, -1, -5]);
+        assert_eq!(dir.as_int().unwrap()[..], [1, -1, 1]);
     }
 
     #[test]
@@ -545,6 +551,6 @@ mod tests {
             .collect();
         assert_eq!(folded.len(), 1);
         let c = const_of(&eg, folded[0].children[1]).unwrap();
-        assert_eq!(c.as_int().unwrap(), [2, 5i32.wrapping_sub(i32::MAX)]);
+        assert_eq!(c.as_int().unwrap()[..], [2, 5i32.wrapping_sub(i32::MAX)]);
     }
 }

@@ -45,7 +45,9 @@ use bnnc_ir::{ElemType, Op, Tensor, TensorData};
 use egg::Id;
 
 use super::{nodes, op_of, Build};
-use crate::opt::analysis::{chan_count, is_per_channel, BnnGraph, Interval, Thresholds};
+use crate::opt::analysis::{
+    chan_count, channel_ranges, is_per_channel, BnnGraph, Interval, Thresholds,
+};
 use crate::opt::lang::ENode;
 
 /// Channels whose range has at most this many values are evaluated exhaustively.
@@ -243,18 +245,46 @@ struct Scan {
     switch: u64,
 }
 
+/// Rounds of [`bisect`] at most: a range has at most 2^64 values.
+const BISECT_ROUNDS: u64 = 66;
+
+/// The accumulator `acc`'s interval in each of its channels, or `None` when it
+/// has no range or more channels than the budget ([`BnnGraph`]'s
+/// `analysis.budget`): then no rule of the family fires on it.
+pub fn acc_ranges(egraph: &BnnGraph, acc: Id) -> Option<Vec<Interval>> {
+    let d = &egraph[acc].data;
+    channel_ranges(
+        d.range.as_deref()?,
+        chan_count(&d.ty),
+        egraph.analysis.budget,
+    )
+}
+
 /// One threshold per channel and its direction, for `sign(steps(acc))` over the
 /// accumulator's per-channel ranges; `None` when some channel is not a threshold
-/// function of the accumulator.
-pub fn chain_thresholds(steps: &[Step], elem: ElemType, ranges: &[Interval]) -> Option<Thresholds> {
+/// function of the accumulator, or when finding out would evaluate the chain on
+/// more than `limit` values (channels times values per channel, or channels
+/// times the rounds of the binary search).
+pub fn chain_thresholds(
+    steps: &[Step],
+    elem: ElemType,
+    ranges: &[Interval],
+    limit: u64,
+) -> Option<Thresholds> {
     let c = ranges.len();
     if c == 0 {
         return None;
     }
     let max = ranges.iter().map(|r| r.count()).max()?;
     let kinds: Vec<(i32, i32, u64)> = if max <= BRUTE_FORCE_LIMIT {
+        if max.checked_mul(c as u64)? > limit {
+            return None;
+        }
         brute_force(steps, elem, ranges, max)?
     } else {
+        if (c as u64).checked_mul(BISECT_ROUNDS)? > limit {
+            return None;
+        }
         bisect(steps, elem, ranges)?
     };
     let mut t = Vec::with_capacity(c);
@@ -419,7 +449,7 @@ pub fn cached_thresholds(
     if let Some(r) = cache.lock().expect("lock").get(&key) {
         return r.clone();
     }
-    let r = chain_thresholds(steps, elem, ranges);
+    let r = chain_thresholds(steps, elem, ranges, egraph.analysis.budget);
     cache.lock().expect("lock").insert(key, r.clone());
     r
 }
@@ -436,7 +466,9 @@ pub fn chain_key(steps: &[Step], elem: ElemType, ranges: &[Interval]) -> Vec<u8>
                 TensorData::F32(v) => v
                     .iter()
                     .for_each(|x| key.extend_from_slice(&x.to_bits().to_le_bytes())),
-                TensorData::Int(v) => v
+                TensorData::Int(_) | TensorData::Bits(_) => t
+                    .as_int()
+                    .unwrap_or_default()
                     .iter()
                     .for_each(|x| key.extend_from_slice(&x.to_le_bytes())),
             }
@@ -452,12 +484,11 @@ fn fold_sign(egraph: &BnnGraph, y: Id, accept: impl Fn(&[Step]) -> bool) -> Opti
         if !accept(&chain.steps) {
             continue;
         }
-        let d = &egraph[chain.acc].data;
-        let ranges = d.range.as_deref()?;
-        if ranges.len() != chan_count(&d.ty) {
+        let Some(ranges) = acc_ranges(egraph, chain.acc) else {
             continue;
-        }
-        let Some((t, dir)) = cached_thresholds(egraph, &chain.steps, d.ty.elem, ranges) else {
+        };
+        let elem = egraph[chain.acc].data.ty.elem;
+        let Some((t, dir)) = cached_thresholds(egraph, &chain.steps, elem, &ranges) else {
             continue;
         };
         return Some(threshold_build(chain.acc, t, dir));
@@ -475,14 +506,24 @@ pub const TABLE_LIMIT: u64 = 1 << 21;
 /// k of row c the sign at `acc = lo + k`. Values of `[lo, lo + R)` outside
 /// channel c's set `V_c` never occur; their entries repeat the entry of the
 /// nearest smaller value of `V_c` (or the first one). `None` when a range is
-/// empty or too large ([`TABLE_ROW_LIMIT`], [`TABLE_LIMIT`]) or the chain
-/// does not evaluate.
-pub fn chain_table(steps: &[Step], elem: ElemType, ranges: &[Interval]) -> Option<(Tensor, i32)> {
+/// empty or too large ([`TABLE_ROW_LIMIT`], [`TABLE_LIMIT`]), when the
+/// evaluation would take more than `limit` values (channels times values per
+/// channel), or when the chain does not evaluate.
+pub fn chain_table(
+    steps: &[Step],
+    elem: ElemType,
+    ranges: &[Interval],
+    limit: u64,
+) -> Option<(Tensor, i32)> {
     let c = ranges.len();
     let lo = ranges.iter().map(|r| r.lo).min()?;
     let hi = ranges.iter().map(|r| r.hi).max()?;
     let r = u64::try_from(hi - lo + 1).ok()?;
     if r > TABLE_ROW_LIMIT || r.checked_mul(c as u64)? > TABLE_LIMIT {
+        return None;
+    }
+    let max = ranges.iter().map(|iv| iv.count()).max()?;
+    if max.checked_mul(c as u64)? > limit {
         return None;
     }
     let lo32 = i32::try_from(lo).ok()?;
@@ -573,15 +614,17 @@ pub fn fold_chain_to_table(egraph: &BnnGraph, _class: Id, node: &ENode) -> Optio
         return None;
     };
     for chain in find_chains(egraph, *y) {
-        let d = &egraph[chain.acc].data;
-        let ranges = d.range.as_deref()?;
-        if ranges.len() != chan_count(&d.ty)
-            || ranges.iter().any(|r| r.count() > BRUTE_FORCE_LIMIT)
-            || cached_thresholds(egraph, &chain.steps, d.ty.elem, ranges).is_some()
+        let Some(ranges) = acc_ranges(egraph, chain.acc) else {
+            continue;
+        };
+        let elem = egraph[chain.acc].data.ty.elem;
+        if ranges.iter().any(|r| r.count() > BRUTE_FORCE_LIMIT)
+            || cached_thresholds(egraph, &chain.steps, elem, &ranges).is_some()
         {
             continue;
         }
-        let Some((t, lo)) = chain_table(&chain.steps, d.ty.elem, ranges) else {
+        let budget = egraph.analysis.budget;
+        let Some((t, lo)) = chain_table(&chain.steps, elem, &ranges, budget) else {
             continue;
         };
         return Some(Build::Node(
@@ -672,7 +715,7 @@ mod tests {
             .as_int()
             .unwrap()
             .iter()
-            .zip(got.as_int().unwrap())
+            .zip(got.as_int().unwrap().iter())
             .enumerate()
         {
             let v = vals[i / c] as i64;
