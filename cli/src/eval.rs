@@ -239,10 +239,10 @@ pub fn evaluate(
             bnnc_runtime::ops::eval(&Op::Argmax { axis: 1 }, &[&y])
                 .map_err(|e| EvalError::Mismatch(format!("argmax of the logits: {e}")))?
                 .as_int()
-                .map(<[i32]>::to_vec)
+                .map(|v| v.into_owned())
                 .unwrap_or_default()
         } else {
-            y.as_int().map(<[i32]>::to_vec).unwrap_or_default()
+            y.as_int().map(|v| v.into_owned()).unwrap_or_default()
         };
         if classes.len() != idx.len() {
             return Err(EvalError::Mismatch(format!(
@@ -266,6 +266,7 @@ pub fn evaluate(
         match y.data {
             TensorData::F32(v) => out_f32.extend(v),
             TensorData::Int(v) => out_int.extend(v),
+            TensorData::Bits(_) => out_int.extend(y.as_int().unwrap_or_default().iter()),
         }
     }
     let dims = out_dims.unwrap_or_else(|| vec![0]);

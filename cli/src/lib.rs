@@ -9,6 +9,8 @@
 //! - [`load`]: read a model's text, parse and verify it (no weights needed);
 //! - [`stats`]: the one-line summary `bnnc check` prints;
 //! - [`npy`]: NumPy `.npy` input and output tensors;
+//! - [`output`]: where commands may write (inside the model's folder unless
+//!   told otherwise);
 //! - [`summary`]: the per-output summary `bnnc run` prints;
 //! - [`eval`]: accuracy of a classifier on an IDX dataset (`bnnc eval`);
 //! - [`train`]: options, progress, curves and plots of `bnnc train`.
@@ -17,6 +19,7 @@ pub mod commands;
 pub mod eval;
 pub mod load;
 pub mod npy;
+pub mod output;
 pub mod stats;
 pub mod summary;
 pub mod train;

@@ -17,10 +17,7 @@ pub struct Checked {
 
 /// Reads `path`, parses and verifies it. Errors render as `file:line:col: error: ...`.
 pub fn load_graph(path: &Path) -> Result<Checked, Error> {
-    let src = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let src = bnnc_ir::Model::read_text(path)?;
     let wrap = |diag| Error::Model {
         file: path.to_path_buf(),
         diag,

@@ -18,7 +18,11 @@ fn main() -> ExitCode {
         // `bnnc print model.ir | head`: the reader left; nothing to report.
         Err(CliError::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{e}");
+            // Messages escape what they quote from files; this catches the
+            // rest (a path typed with a control character), line by line.
+            for line in e.to_string().lines() {
+                eprintln!("{}", bnnc_ir::error::escape(line));
+            }
             ExitCode::from(1)
         }
     }

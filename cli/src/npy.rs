@@ -5,7 +5,9 @@
 //! C or Fortran order. [`to_input`] then converts the array to a model input's
 //! declared type: floats to `f32` as they are, integers to an integer type with
 //! every value checked against the type (`b1` takes only -1 and +1), integers to
-//! `f32` exactly below 2^24, and integral floats to an integer type.
+//! `f32` only when the f32 holds them exactly (every |x| <= 2^24 does; 16777217
+//! is refused), and integral floats to an integer type. A file whose data is
+//! shorter or longer than its header says is refused.
 //!
 //! Writing stores `f32` tensors as `<f4` and every integer type as `<i4` holding
 //! the numeric values (a `b1` output is written as -1/+1).
@@ -19,20 +21,24 @@ use npyz::{DType, NpyFile, Order, TypeChar, WriterBuilder};
 /// Errors of reading or writing an `.npy` file, or of matching it to an input.
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
-    #[error("{}: error: cannot read: {source}", path.display())]
+    #[error("{}: error: cannot read: {source}", bnnc_ir::error::escape_path(path))]
     Read {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{}: error: cannot write: {source}", path.display())]
+    #[error("{}: error: cannot write: {source}", bnnc_ir::error::escape_path(path))]
     Write {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// The file is not a readable `.npy` array, or does not fit the input.
-    #[error("{}: error: {message}", path.display())]
+    #[error(
+        "{}: error: {}",
+        bnnc_ir::error::escape_path(path),
+        bnnc_ir::error::escape(message)
+    )]
     Invalid { path: PathBuf, message: String },
 }
 
@@ -64,9 +70,11 @@ pub fn read(path: &Path) -> Result<NpyArray, NpyError> {
     })
 }
 
-/// Decodes the bytes of an `.npy` file.
+/// Decodes the bytes of an `.npy` file. The data must be exactly as long as
+/// the header's shape and dtype say. Every error is one line.
 pub fn decode(bytes: &[u8]) -> Result<NpyArray, String> {
-    let file = NpyFile::new(bytes).map_err(|e| format!("not an .npy file: {e}"))?;
+    let file = NpyFile::new(bytes)
+        .map_err(|e| format!("not an .npy file: {}", one_line(&e.to_string())))?;
     let dtype = file.dtype();
     let DType::Plain(ts) = &dtype else {
         return Err(format!(
@@ -84,14 +92,22 @@ pub fn decode(bytes: &[u8]) -> Result<NpyArray, String> {
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or("the shape's element count overflows")?;
     // Refuse a header that claims more data than the file holds before
-    // allocating for it.
+    // allocating for it, and data the header does not account for.
     let size = ts.num_bytes().unwrap_or(0);
     let have = bytes.len().saturating_sub(data_offset(bytes));
-    if n.checked_mul(size).is_none_or(|need| need > have) {
-        return Err(format!(
-            "truncated: shape {dims:?} of {ts} needs {n} elements of {size} bytes but the \
-             file holds {have} bytes of data"
-        ));
+    match n.checked_mul(size) {
+        Some(need) if need == have => {}
+        need => {
+            let what = if need.is_some_and(|need| need < have) {
+                "longer than its header says"
+            } else {
+                "truncated"
+            };
+            return Err(format!(
+                "{what}: shape {dims:?} of {ts} needs {n} elements of {size} bytes but the \
+                 file holds {have} bytes of data"
+            ));
+        }
     }
     let order = file.order();
     let unsupported = || {
@@ -158,6 +174,41 @@ fn data_offset(bytes: &[u8]) -> usize {
     }
 }
 
+/// A multi-line message of the `.npy` reader on one line: its text, where
+/// in the header the problem is (` --> line:col`) and what was expected
+/// (`= expected ...`), without the quoted source lines.
+fn one_line(message: &str) -> String {
+    let mut out = String::new();
+    for l in message.lines() {
+        let (text, at) = match l.split_once("-->") {
+            Some((text, at)) => (text.trim(), Some(at.trim())),
+            None => (l.trim(), None),
+        };
+        let quoted_source = text.starts_with('|')
+            || text
+                .split_once('|')
+                .is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()));
+        if let Some(note) = text.strip_prefix('=') {
+            out.push_str("; ");
+            out.push_str(note.trim());
+        } else if !text.is_empty() && !quoted_source {
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            out.push_str(text.trim_end_matches(':'));
+        }
+        if let Some(at) = at {
+            match at.split_once(':') {
+                Some((line, col)) => {
+                    out.push_str(&format!(" at line {line}, column {col} of the header"))
+                }
+                None => out.push_str(&format!(" at {at}")),
+            }
+        }
+    }
+    out
+}
+
 fn ints<T: Into<i64>>(v: Vec<T>) -> NpyValues {
     NpyValues::Int(v.into_iter().map(Into::into).collect())
 }
@@ -206,7 +257,21 @@ pub fn to_input(arr: &NpyArray, name: &str, ty: &TensorType) -> Result<Tensor, S
     match (ty.elem, &arr.values) {
         (ElemType::F32, NpyValues::Float(v)) => Ok(Tensor::f32(dims, v.clone())),
         (ElemType::F32, NpyValues::Int(v)) => {
-            Ok(Tensor::f32(dims, v.iter().map(|&x| x as f32).collect()))
+            let mut out = Vec::with_capacity(v.len());
+            for (i, &x) in v.iter().enumerate() {
+                let f = x as f32;
+                // Casting f32 to i128 is exact for every integer-valued f32.
+                if f as i128 != i128::from(x) {
+                    return Err(format!(
+                        "input `{name}` is {ty} but element {i} of the array is {x}, which no \
+                         f32 holds exactly (the nearest is {f:.0}); integers fill f32 inputs \
+                         only when exact (every |x| <= 2^24 is): convert the array to float32 \
+                         to accept the rounding"
+                    ));
+                }
+                out.push(f);
+            }
+            Ok(Tensor::f32(dims, out))
         }
         (elem, values) => {
             let mut out = Vec::with_capacity(arr.dims.iter().product());
@@ -256,7 +321,8 @@ pub fn encode(t: &Tensor) -> io::Result<Vec<u8>> {
             w.extend(v.iter().copied())?;
             w.finish()?;
         }
-        TensorData::Int(v) => {
+        TensorData::Int(_) | TensorData::Bits(_) => {
+            let v = t.as_int().unwrap_or_default();
             let mut w = npyz::WriteOptions::new()
                 .default_dtype()
                 .shape(&shape)
@@ -269,14 +335,14 @@ pub fn encode(t: &Tensor) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Writes a tensor to an `.npy` file (see [`encode`]).
+/// Writes a tensor to an `.npy` file (see [`encode`]), atomically.
 pub fn write(path: &Path, t: &Tensor) -> Result<(), NpyError> {
     let err = |source| NpyError::Write {
         path: path.to_path_buf(),
         source,
     };
     let bytes = encode(t).map_err(err)?;
-    std::fs::write(path, bytes).map_err(err)
+    bnnc_ir::files::write_atomic(path, &bytes).map_err(err)
 }
 
 #[cfg(test)]
@@ -332,6 +398,48 @@ mod tests {
     }
 
     #[test]
+    fn rejects_data_longer_than_the_header_says() {
+        let mut long = npy::<f32>(&[2], &[1.0, 2.0], false);
+        long.extend_from_slice(&3f32.to_le_bytes());
+        let e = decode(&long).unwrap_err();
+        assert!(e.starts_with("longer than its header says"), "{e}");
+        assert!(e.contains("holds 12 bytes"), "{e}");
+    }
+
+    #[test]
+    fn header_errors_are_one_line() {
+        let mut bad = b"\x93NUMPY\x01\x00".to_vec();
+        let header = b"{'descr': '<f4', 'fortran_order'\n\n }                     \n";
+        bad.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bad.extend_from_slice(header);
+        let e = decode(&bad).unwrap_err();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.starts_with("not an .npy file: "), "{e}");
+        assert!(e.contains("at line 1, column"), "{e}");
+    }
+
+    #[test]
+    fn integers_fill_f32_inputs_only_exactly() {
+        let ty = TensorType::new(ElemType::F32, vec![Dim::Batch, Dim::Fixed(4)]);
+        let arr = |v: Vec<i64>| NpyArray {
+            dims: vec![1, 4],
+            dtype: "<i8".into(),
+            values: NpyValues::Int(v),
+        };
+        let exact = [16777216, -16777216, 1 << 40, i64::MIN];
+        let t = to_input(&arr(exact.to_vec()), "x", &ty).unwrap();
+        let back: Vec<i64> = t.to_f32_vec().iter().map(|&f| f as i64).collect();
+        assert_eq!(back, exact);
+        for bad in [16777217, -16777217, i64::MAX, (1 << 40) + 1] {
+            let e = to_input(&arr(vec![0, 1, bad, 3]), "x", &ty).unwrap_err();
+            assert!(
+                e.contains(&format!("element 2 of the array is {bad}")) && e.contains("exactly"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn converts_to_input_types() {
         let batched = |elem, c| TensorType::new(elem, vec![Dim::Batch, Dim::Fixed(c)]);
         let a = NpyArray {
@@ -341,7 +449,7 @@ mod tests {
         };
         let t = to_input(&a, "x", &batched(ElemType::B1, 2)).unwrap();
         assert_eq!(t.elem, ElemType::B1);
-        assert_eq!(t.as_int(), Some(&[-1, 1, 1, -1][..]));
+        assert_eq!(t.as_int().as_deref(), Some(&[-1, 1, 1, -1][..]));
         let t = to_input(&a, "x", &batched(ElemType::F32, 2)).unwrap();
         assert_eq!(t.as_f32(), Some(&[-1.0, 1.0, 1.0, -1.0][..]));
         let e = to_input(&a, "x", &batched(ElemType::UInt(2), 2)).unwrap_err();

@@ -54,7 +54,13 @@ pub fn summarize(name: &str, t: &Tensor) -> String {
             .take(FIRST_VALUES)
             .map(|&x| num(f64::from(x)))
             .collect(),
-        TensorData::Int(v) => v.iter().take(FIRST_VALUES).map(|x| x.to_string()).collect(),
+        TensorData::Int(_) | TensorData::Bits(_) => t
+            .as_int()
+            .unwrap_or_default()
+            .iter()
+            .take(FIRST_VALUES)
+            .map(|x| x.to_string())
+            .collect(),
     };
     let _ = write!(s, "\n  values: [{}]", shown.join(", "));
     if vals.len() > FIRST_VALUES {

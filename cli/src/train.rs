@@ -6,7 +6,8 @@
 //! terminal), prints one line per epoch, and after every epoch writes
 //!
 //! - the weights (safetensors; by default the weights file the model names, so
-//!   `bnnc check/run/compile MODEL.ir` use the trained weights at once),
+//!   `bnnc check/run/compile MODEL.ir` use the trained weights at once; that
+//!   path must lie inside the model's folder, see [`crate::output`]),
 //! - the per-epoch curve as CSV (`<weights stem>.train.csv`, see [`CSV_HEADER`]),
 //! - the curve as an SVG plot (`<weights stem>.train.svg`): training loss (sampled
 //!   during each epoch) and test loss per epoch on the left, training and test
@@ -21,6 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use bnnc_ir::error::escape_path;
 use bnnc_ir::op::ESTIMATORS;
 use bnnc_ir::{Estimator, Model};
 use bnnc_train::autodiff::WeightTransform;
@@ -57,9 +59,11 @@ op names in the model (estimator=...), unless --estimator (signs of activations)
 --weight-estimator (signs of weights) replaces them all.
 
 After each epoch the test set is evaluated with running statistics, one line is \
-printed, and three files are written: the weights (by default the weights file the \
-model names, overwritten; -o writes elsewhere), the per-epoch curve as CSV and as \
-an SVG plot (by default beside the weights: STEM.train.csv, STEM.train.svg for weights STEM.safetensors). \
+printed, and three files are written, each whole or not at all: the weights (by default \
+the weights file the model names, overwritten, which must then lie inside the model's \
+folder: a `weights` path that is absolute or leaves it, by `..` or a symbolic link, is \
+refused, and -o writes elsewhere), the per-epoch curve as CSV and as an SVG plot (by \
+default beside the weights: STEM.train.csv, STEM.train.svg for weights STEM.safetensors). \
 After the last epoch the test set runs through the reference interpreter, the exact \
 meaning of the model that `bnnc compile` builds; that accuracy is printed last. The \
 same options, data and initial weights give bit-identical trained weights.";
@@ -153,7 +157,8 @@ pub struct TrainArgs {
     /// Evaluate on the first N test images only (for smoke tests).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub test_limit: Option<u64>,
-    /// Write the trained weights here (default: the weights file the model names).
+    /// Write the trained weights here (default: the weights file the model
+    /// names, if inside the model's folder).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Write the per-epoch CSV here (default: beside the weights file
@@ -199,24 +204,30 @@ pub enum FloatOptimizerArg {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainCliError {
     /// The options do not fit each other or the model.
-    #[error("{}: error: {message}", file.display())]
+    #[error("{}: error: {message}", bnnc_ir::error::escape_path(file))]
     Usage { file: PathBuf, message: String },
     /// The dataset could not be read.
-    #[error("{}: error: cannot read the dataset: {source}", dir.display())]
+    #[error(
+        "{}: error: cannot read the dataset: {source}",
+        bnnc_ir::error::escape_path(dir)
+    )]
     Data {
         dir: PathBuf,
         #[source]
         source: DataError,
     },
     /// The trainer failed (a model it cannot train, a numeric failure).
-    #[error("{}: error: {source}", file.display())]
+    #[error("{}: error: {source}", bnnc_ir::error::escape_path(file))]
     Train {
         file: PathBuf,
         #[source]
         source: TrainError,
     },
     /// An output file could not be written.
-    #[error("{}: error: cannot write: {message}", path.display())]
+    #[error(
+        "{}: error: cannot write: {message}",
+        bnnc_ir::error::escape_path(path)
+    )]
     Write { path: PathBuf, message: String },
 }
 
@@ -457,18 +468,13 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(format!("{stem}{suffix}"))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a
-/// rename, so a reader (or an interrupted run) never sees half a file.
+/// Writes `bytes` to `path` by [`bnnc_ir::files::write_atomic`], so a reader
+/// (or an interrupted run) never sees half a file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainCliError> {
-    let err = |e: std::io::Error| TrainCliError::Write {
+    bnnc_ir::files::write_atomic(path, bytes).map_err(|e| TrainCliError::Write {
         path: path.to_path_buf(),
         message: e.to_string(),
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    })
 }
 
 /// `12,345`-style grouping for the progress line.
@@ -541,13 +547,9 @@ pub fn run(a: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .map_err(|m| usage(format!("--weight-estimator: {m}")))?;
 
     // The model and its weights.
-    let src = std::fs::read_to_string(file).map_err(|source| bnnc_ir::Error::Io {
-        path: file.clone(),
-        source,
-    })?;
+    let src = Model::read_text(file)?;
     let graph = Model::parse_checked(&src, file)?;
-    let weights_path = Model::weights_path(&graph, file);
-    match &weights_path {
+    let weights_path = match Model::weights_path(&graph, file) {
         None => {
             return Err(usage(format!(
                 "model `{}` names no weights file (no `weights \"...\"` line); training \
@@ -557,22 +559,29 @@ pub fn run(a: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
             .into())
         }
         Some(p) if !p.exists() => {
-            return Err(usage(format!(
-                "the weights file {} does not exist; write initial weights with \
-                 `bnnc init {}` first",
-                p.display(),
-                file.display()
-            ))
+            return Err(bnnc_ir::Error::Model {
+                file: file.clone(),
+                diag: bnnc_ir::Diagnostic::new(
+                    graph.weights_loc,
+                    format!(
+                        "the weights file {} does not exist; write initial weights with \
+                         `bnnc init {}` first",
+                        escape_path(&p),
+                        escape_path(file)
+                    ),
+                ),
+            }
             .into())
         }
-        Some(_) => {}
-    }
+        Some(p) => p,
+    };
     let model = Model::load(file)?;
-    let out_path = a
-        .output
-        .clone()
-        .or(weights_path)
-        .expect("checked above: the model names a weights file");
+    let out_path = match &a.output {
+        Some(p) => p.clone(),
+        None => {
+            crate::output::model_weights_for_writing(file, &graph, "-o")?.unwrap_or(weights_path)
+        }
+    };
     let csv_path = a
         .csv
         .clone()
@@ -607,7 +616,7 @@ pub fn run(a: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         return Err(usage(format!(
             "--data {}: not a folder (give the folder holding train-images-idx3-ubyte[.gz] \
              and the other three IDX files)",
-            a.data.display()
+            escape_path(&a.data)
         ))
         .into());
     }
@@ -680,8 +689,8 @@ pub fn run(a: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         format!(
             "training {} on {} ({} training images, {} test images), {} epoch(s) of {} steps, \
              batch {}",
-            file.display(),
-            a.data.display(),
+            escape_path(file),
+            escape_path(&a.data),
             train.n,
             test.n,
             a.epochs,
@@ -781,9 +790,9 @@ pub fn run(a: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         out,
         format!(
             "wrote {} (weights), {} (curve), {} (plot); total {:.1} s",
-            out_path.display(),
-            csv_path.display(),
-            svg_path.display(),
+            escape_path(&out_path),
+            escape_path(&csv_path),
+            escape_path(&svg_path),
             total
         ),
     )

@@ -523,3 +523,31 @@ fn run_takes_inputs_in_order_and_checks_integer_values() {
     let err = fails(&bnnc(&["run", s(&file), "-i", s(&a), "-i", s(&b)]));
     assert!(err.contains("batch size"), "{err}");
 }
+
+#[test]
+fn compile_refuses_a_model_name_that_could_collide_with_another() {
+    let dir = scratch("collide");
+    let path = dir.join("tiny.ir");
+    std::fs::write(
+        &path,
+        "model ti.ny\ninput x: f32[N, 4]\ny = relu(x)\noutput y\n",
+    )
+    .unwrap();
+    let err = fails(&bnnc(&[
+        "compile",
+        s(&path),
+        "--target",
+        "x86_64",
+        "-o",
+        s(&dir),
+    ]));
+    assert!(
+        err.starts_with(&format!(
+            "{}:1:7: error: model name `ti.ny`",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("those of a model named `ti_ny` too"), "{err}");
+    assert!(!dir.join("ti_ny.o").exists() && !dir.join("ti_ny.h").exists());
+}

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bnnc_ir::{Model, Tensor};
 use clap::Args;
 
-use super::run::check_sizes;
+use super::run::{check_sizes, jit_error, run_error};
 use super::{BackendKind, CliError};
 
 /// The long help of `bnnc bench`.
@@ -16,7 +16,9 @@ pub(super) const LONG_ABOUT: &str = "\
 Run a model on random inputs of the given batch size in the reference \
 interpreter and as native code JIT-compiled for this CPU, check that both give the same \
 outputs, and print the time per batch, samples per second and the speed ratio. Each engine \
-runs once to warm up, then --runs times; the median is reported.";
+runs once to warm up, then --runs times; the median is reported. A batch whose run needs more \
+memory than the system reports available (or BNNC_MEMORY_LIMIT allows; see `bnnc help run`) \
+is refused with the amount.";
 
 /// The examples after the help of `bnnc bench`.
 pub(super) const AFTER_HELP: &str = "\
@@ -69,16 +71,10 @@ pub(super) fn run(a: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let jit = bnnc::jit::JitModel::compile_with(&model, &opts).map_err(compile_err)?;
     let compile_time = t0.elapsed().as_secs_f64();
     let (ti, want) = time(a.runs, &|| {
-        bnnc_runtime::run(&model, &inputs).map_err(|source| CliError::Run {
-            file: a.file.clone(),
-            source,
-        })
+        bnnc_runtime::run(&model, &inputs).map_err(|e| run_error(&a.file, e))
     })?;
     let (tj, got) = time(a.runs, &|| {
-        jit.run(&inputs).map_err(|source| CliError::Jit {
-            file: a.file.clone(),
-            source,
-        })
+        jit.run(&inputs).map_err(|e| jit_error(&a.file, e))
     })?;
     let identical = got == want;
     let host = jit.compiled().target.clone();

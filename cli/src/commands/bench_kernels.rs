@@ -10,6 +10,8 @@ use bnnc_kir::target::{Arch, Target};
 use super::CliError;
 use bnnc::compile::Backend;
 use bnnc::jit::{to_words, JitModel};
+use bnnc::lower::kernel::{MicroKernel, Tile};
+use bnnc::probe::Probe;
 use bnnc_train::init::{init_weights, InitOptions};
 use clap::{Args, ValueEnum};
 
@@ -22,7 +24,10 @@ the same backend and target measured in the same run.
 One bit-MAC is one xor + popcount + accumulate of one bit: a binary dot product of length K \
 costs K bit-MACs, so a layer costs (output elements) x K. The ceiling is a generated \
 register-only loop of independent xor + popcount + add chains (no loads or stores), at every \
-vector width the target and backend allow, the best shape kept (`bnnc::probe`). Kernels:
+vector width up to the micro-kernels', the best shape kept (`bnnc::probe`). Each timed kernel \
+run follows one run of that probe of about the same length, so a kernel's fraction of the \
+ceiling (the median over its runs of its rate over the probe rate just before) holds even \
+when other jobs slow the machine down between runs. Kernels:
   conv3x3        3x3 conv 64 -> 64 on 56x56, padding 1 (pad_value=+1), bits out (threshold)
   conv3x3-256    3x3 conv 256 -> 256 on 14x14, padding 1 (pad_value=+1), bits out
   conv3x3-s2     3x3 conv 128 -> 256 on 28x28, stride 2, padding 1 (pad_value=+1), bits out
@@ -59,6 +64,14 @@ pub struct BenchKernelsArgs {
     /// the Markdown table.
     #[arg(long)]
     pub json: bool,
+    /// Register tiles of the binary micro-kernels to time, PIXELSxBLOCKS,
+    /// comma-separated (e.g. 4x2,6x2,4x4): each configuration runs once per
+    /// tile. A tile that does not fit a configuration's vector width (1 to 16
+    /// pixels, at most 32 accumulators, lanes x blocks dividing 64) runs with
+    /// the default tile; the target column shows the tile used. Default: the
+    /// tile bnnc chooses for each target.
+    #[arg(long, value_delimiter = ',', value_name = "PxB")]
+    pub tile: Vec<Tile>,
 }
 
 /// Kernels of `bnnc bench-kernels`.
@@ -164,10 +177,22 @@ fn kernels(a: &BenchKernelsArgs) -> Result<Vec<Kernel>, CliError> {
         .collect()
 }
 
-/// A backend and a target to time.
+/// A backend and a target to time, and the micro-kernels' tile asked for.
 struct Config {
     backend: Backend,
     target: Target,
+    tile: Option<Tile>,
+}
+
+impl Config {
+    /// The micro-kernel this configuration's binary layers get, if any.
+    fn micro_kernel(&self) -> Option<MicroKernel> {
+        let opts = bnnc::lower::LowerOptions {
+            tile: self.tile,
+            ..bnnc::lower::LowerOptions::max_vector_bits(self.backend.max_vector_bits())
+        };
+        MicroKernel::choose(&self.target, &opts)
+    }
 }
 
 fn default_cpus(arch: Arch) -> &'static [&'static str] {
@@ -193,12 +218,13 @@ fn configs(a: &BenchKernelsArgs, notes: &mut Vec<String>) -> Result<Vec<Config>,
             out.push(Config {
                 backend: Backend::Cranelift,
                 target: t,
+                tile: None,
             });
         }
     }
     if !Backend::Llvm.available() {
         notes.push("LLVM: not in this build (rebuild with --features llvm)".into());
-        return Ok(out);
+        return Ok(with_tiles(out, &a.tile));
     }
     let cpus: Vec<String> = if a.cpus.is_empty() {
         default_cpus(host.arch)
@@ -225,9 +251,27 @@ fn configs(a: &BenchKernelsArgs, notes: &mut Vec<String>) -> Result<Vec<Config>,
         out.push(Config {
             backend: Backend::Llvm,
             target: t,
+            tile: None,
         });
     }
-    Ok(out)
+    Ok(with_tiles(out, &a.tile))
+}
+
+/// Each configuration once per tile of `tiles` (unchanged when empty).
+fn with_tiles(configs: Vec<Config>, tiles: &[Tile]) -> Vec<Config> {
+    if tiles.is_empty() {
+        return configs;
+    }
+    configs
+        .into_iter()
+        .flat_map(|c| {
+            tiles.iter().map(move |&t| Config {
+                backend: c.backend,
+                target: c.target.clone(),
+                tile: Some(t),
+            })
+        })
+        .collect()
 }
 
 type Buffers = Vec<Vec<u64>>;
@@ -251,7 +295,8 @@ fn prepare(m: &Model, c: &Config, batch: usize, seed: u64) -> Result<Prepared, C
     let opts = bnnc::compile::CompileOptions::new(c.target.clone())
         .backend(c.backend)
         .opt_level(0)
-        .emit([]);
+        .emit([])
+        .tile(c.tile);
     let jit = JitModel::compile_with(m, &opts).map_err(err)?;
     let l = &jit.compiled().lowered;
     let xs = bnnc_runtime::inputs::random_inputs(&m.graph, batch, seed).map_err(|message| {
@@ -292,21 +337,63 @@ impl Prepared {
             })
     }
 
-    /// Median seconds of `runs` runs after a warm-up.
-    fn time(&mut self, runs: u64, file: &Path) -> Result<f64, CliError> {
+    /// `runs` timed runs after a warm-up, each right after one run of
+    /// `probe` (calibrated to the kernel's run time): the medians of the
+    /// kernel's seconds, of the probe's rates, and of the kernel's bit-MACs/s
+    /// over the adjacent probe rate.
+    fn time(
+        &mut self,
+        runs: u64,
+        bit_macs: f64,
+        probe: &mut Probe,
+        file: &Path,
+    ) -> Result<Timing, CliError> {
+        let t = Instant::now();
         self.run(file)?;
-        let mut ts = Vec::new();
+        probe.calibrate(t.elapsed().as_secs_f64().max(5e-4));
+        let (mut ts, mut rates, mut fractions) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
+            let rate = probe.rate();
             let t = Instant::now();
             self.run(file)?;
-            ts.push(t.elapsed().as_secs_f64());
+            let s = t.elapsed().as_secs_f64();
+            ts.push(s);
+            rates.push(rate);
+            fractions.push(bit_macs / s / rate);
         }
-        ts.sort_by(f64::total_cmp);
-        Ok(ts[ts.len() / 2])
+        Ok(Timing {
+            seconds: median(ts),
+            ceiling: median(rates),
+            fraction: median(fractions),
+        })
     }
 }
 
+/// A kernel's medians (see [`Prepared::time`]).
+struct Timing {
+    seconds: f64,
+    /// Bit-MACs/s of the probe runs interleaved with the kernel's.
+    ceiling: f64,
+    fraction: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The configuration's target, and the micro-kernel's tile when tiles
+/// were asked for.
 fn describe(c: &Config) -> String {
+    let target = describe_target(c);
+    match (c.tile, c.micro_kernel()) {
+        (Some(_), Some(mk)) => format!("{target}, tile {}", mk.tile()),
+        (Some(_), None) => format!("{target}, scalar loops"),
+        (None, _) => target,
+    }
+}
+
+fn describe_target(c: &Config) -> String {
     let t = &c.target;
     match (c.backend, t.cpu.as_deref()) {
         (Backend::Llvm, Some("native")) => match bnnc_llvm::machine(t) {
@@ -319,21 +406,16 @@ fn describe(c: &Config) -> String {
     }
 }
 
-/// The ceiling of a configuration: the probe at every vector width the
-/// target and backend allow (64-bit lanes: 1, 2, 4, 8), the best kept.
+/// The ceiling of a configuration: the probe at every vector width up to
+/// the micro-kernels' (64-bit lanes: 1, 2, 4, 8; 1 where they do not
+/// apply), the best kept.
 fn ceiling(c: &Config, runs: u64) -> Result<bnnc::probe::Ceiling, CliError> {
     let t = &c.target;
-    let native: u32 = match t.arch {
-        Arch::X86_64 if t.has("avx512f") => 512,
-        Arch::X86_64 if t.has("avx2") || t.has("avx") => 256,
-        Arch::X86_64 | Arch::Aarch64 => 128,
-        Arch::Riscv64 => 64,
-    };
-    let bits = native.min(c.backend.max_vector_bits());
+    let widest = MicroKernel::lanes(t, c.backend.max_vector_bits()).unwrap_or(1);
     let mut best: Option<bnnc::probe::Ceiling> = None;
     for lanes in [1u16, 2, 4, 8]
         .into_iter()
-        .filter(|l| u32::from(*l) * 64 <= bits)
+        .filter(|&l| usize::from(l) <= widest)
     {
         let m = bnnc::probe::measure(t, c.backend, lanes, &[8, 12, 16], runs as usize).map_err(
             |source| CliError::Compile {
@@ -357,6 +439,10 @@ struct Row {
     config: usize,
     ms: f64,
     gmacs: f64,
+    /// Median G bit-MACs/s of the probe runs interleaved with this kernel's.
+    ceiling: f64,
+    /// Median of each run's G bit-MACs/s over the probe run just before it.
+    fraction: f64,
 }
 
 /// A JSON string literal (names here are plain ASCII; quotes and
@@ -372,10 +458,17 @@ pub(super) fn run(a: &BenchKernelsArgs, out: &mut dyn Write) -> Result<(), CliEr
     let mut notes = Vec::new();
     let configs = configs(a, &mut notes)?;
     let kernels = kernels(a)?;
-    let ceilings = configs
-        .iter()
-        .map(|c| ceiling(c, a.runs))
-        .collect::<Result<Vec<_>, _>>()?;
+    // One probe per backend and target, shared by its tiles.
+    let mut ceilings: Vec<bnnc::probe::Ceiling> = Vec::with_capacity(configs.len());
+    for (i, c) in configs.iter().enumerate() {
+        let same = configs[..i]
+            .iter()
+            .position(|d| d.backend == c.backend && d.target == c.target);
+        ceilings.push(match same {
+            Some(j) => ceilings[j],
+            None => ceiling(c, a.runs)?,
+        });
+    }
     let mut rows = Vec::new();
     let mut mismatches = Vec::new();
     for k in &kernels {
@@ -383,7 +476,15 @@ pub(super) fn run(a: &BenchKernelsArgs, out: &mut dyn Write) -> Result<(), CliEr
         let mut first: Option<Buffers> = None;
         for (ci, c) in configs.iter().enumerate() {
             let mut b = prepare(&k.model, c, k.batch, a.seed)?;
-            let t = b.time(a.runs, &k.model.path)?;
+            let ce = &ceilings[ci];
+            let mut probe =
+                Probe::new(&c.target, c.backend, ce.lanes, ce.chains).map_err(|source| {
+                    CliError::Compile {
+                        file: "bench-kernels probe".into(),
+                        source,
+                    }
+                })?;
+            let t = b.time(a.runs, k.bit_macs, &mut probe, &k.model.path)?;
             match &first {
                 None => first = Some(b.outputs.clone()),
                 Some(o) if *o != b.outputs => {
@@ -394,8 +495,10 @@ pub(super) fn run(a: &BenchKernelsArgs, out: &mut dyn Write) -> Result<(), CliEr
             rows.push(Row {
                 kernel: k.name,
                 config: ci,
-                ms: t * 1e3,
-                gmacs: k.bit_macs / t / 1e9,
+                ms: t.seconds * 1e3,
+                gmacs: k.bit_macs / t.seconds / 1e9,
+                ceiling: t.ceiling / 1e9,
+                fraction: t.fraction,
             });
         }
     }
@@ -418,14 +521,14 @@ pub(super) fn run(a: &BenchKernelsArgs, out: &mut dyn Write) -> Result<(), CliEr
         let rs: Vec<String> = rows
             .iter()
             .map(|r| {
-                let ce = ceilings[r.config].bit_macs_per_s / 1e9;
                 format!(
-                    "{{\"kernel\": {}, \"config\": {}, \"ms\": {:.4}, \"gmacs\": {:.1}, \"fraction_of_ceiling\": {:.4}}}",
+                    "{{\"kernel\": {}, \"config\": {}, \"ms\": {:.4}, \"gmacs\": {:.1}, \"ceiling_gmacs\": {:.1}, \"fraction_of_ceiling\": {:.4}}}",
                     json_str(r.kernel),
                     r.config,
                     r.ms,
                     r.gmacs,
-                    r.gmacs / ce
+                    r.ceiling,
+                    r.fraction
                 )
             })
             .collect();
@@ -440,7 +543,8 @@ pub(super) fn run(a: &BenchKernelsArgs, out: &mut dyn Write) -> Result<(), CliEr
         w(format!(
             "bnnc bench-kernels: median of {} runs after a warm-up, one thread. One bit-MAC is one \
              xor + popcount + accumulate of one bit; the ceiling is a register-only xor + popcount + \
-             add loop generated by the same backend for the same target, measured in this run.",
+             add loop generated by the same backend for the same target, run before each timed \
+             run; \"of ceiling\" is the median over the runs of the kernel's rate over that probe's.",
             a.runs
         ))?;
         w(String::new())?;
@@ -451,7 +555,6 @@ pub(super) fn run(a: &BenchKernelsArgs, out: &mut dyn Write) -> Result<(), CliEr
         w("| --- | --- | --- | ---: | ---: | ---: | ---: |".into())?;
         for r in &rows {
             let c = &configs[r.config];
-            let ce = ceilings[r.config].bit_macs_per_s / 1e9;
             w(format!(
                 "| {} | {} | {} | {:.3} | {:.1} | {:.1} | {:.1}% |",
                 r.kernel,
@@ -459,8 +562,8 @@ pub(super) fn run(a: &BenchKernelsArgs, out: &mut dyn Write) -> Result<(), CliEr
                 describe(c),
                 r.ms,
                 r.gmacs,
-                ce,
-                100.0 * r.gmacs / ce
+                r.ceiling,
+                100.0 * r.fraction
             ))?;
         }
         w(String::new())?;

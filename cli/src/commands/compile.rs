@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use bnnc_ir::error::escape_path;
 use bnnc_ir::Model;
 use clap::{Args, ValueEnum};
 
@@ -15,7 +16,8 @@ Compile a model for a target CPU: constant folding (sign(@w) becomes packed \
 b1 weights), lowering to the kernel IR, and code generation by Cranelift. Writes DIR/<model>.o \
 (relocatable ELF with the weights in read-only data) and DIR/<model>.h (entry points, shapes, \
 workspace size, required CPU features); --emit also writes the Cranelift IR (clif) and the \
-kernel IR (kir) for reading.
+kernel IR (kir) for reading. DIR is -o, by default the model file's folder; <model> is the name \
+on the model's `model` line. Each file is written whole or not at all.
 
 A target is an architecture and an explicit feature list, ARCH[+FEATURE]...: `x86_64` is the \
 baseline x86-64 (no popcnt instruction), `x86_64+popcnt+avx2` names features, `aarch64` is \
@@ -54,9 +56,9 @@ pub struct CompileArgs {
     /// The code generator.
     #[arg(long, value_enum, default_value_t = BackendKind::Cranelift)]
     pub backend: BackendKind,
-    /// Output directory (created if missing).
-    #[arg(long = "out-dir", short = 'o', value_name = "DIR", default_value = ".")]
-    pub out_dir: PathBuf,
+    /// Output directory (created if missing) [default: the model file's folder].
+    #[arg(long = "out-dir", short = 'o', value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
     /// What to write, comma-separated: obj, header, clif, kir, asm, llvm-ir.
     #[arg(long, value_delimiter = ',', default_values = ["obj", "header"])]
     pub emit: Vec<EmitKind>,
@@ -119,11 +121,15 @@ pub(super) fn run(a: &CompileArgs, out: &mut dyn Write) -> Result<(), CliError> 
         file: file.clone(),
         source,
     };
+    let out_dir = match &a.out_dir {
+        Some(d) => d.as_path(),
+        None => crate::output::model_folder(file),
+    };
     let written = bnnc::compile::compile(&model, &opts)
-        .and_then(|c| c.write_to(&a.out_dir))
+        .and_then(|c| c.write_to(out_dir))
         .map_err(compile_err)?;
     for p in written {
-        writeln!(out, "wrote {} ({target})", p.display()).map_err(CliError::Stdout)?;
+        writeln!(out, "wrote {} ({target})", escape_path(&p)).map_err(CliError::Stdout)?;
     }
     Ok(())
 }

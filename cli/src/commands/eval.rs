@@ -20,7 +20,9 @@ second of model run time (compilation, data conversion and argmax excluded).
 The model must have one f32 input whose non-batch dims hold one image (f32[N, 784], \
 f32[N, 28, 28, 1], ...); pixels are fed as p / 255. Its first output is logits [N, K] (the class \
 is the argmax along K, ties to the lower class, as the interpreter's argmax) or class indices \
-i32[N]. Images are taken in file order (--limit N: the first N) in batches of --batch.
+i32[N]. Images are taken in file order (--limit N: the first N, the only ones read from the \
+files) in batches of --batch. A batch whose run needs more memory than the system reports \
+available (or BNNC_MEMORY_LIMIT allows; see `bnnc help run`) is refused with the amount.
 
 --engine interp (the default) runs the reference interpreter; --engine jit compiles the model \
 for this CPU first (with --backend, and -O0 to skip the optimizer).";
@@ -71,11 +73,19 @@ pub struct EvalArgs {
 /// `bnnc eval`: evaluates the model on the chosen split and prints accuracy
 /// and speed.
 pub(super) fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use crate::eval::EvalError;
     use crate::eval::{EvalEngine, EvalOptions};
-    use bnnc_train::data::{load_idx_dir, Split};
-    let err = |source| CliError::Eval {
-        file: a.file.clone(),
-        source,
+    use bnnc_train::data::{load_idx_dir_limit, Split};
+    let err = |source| match source {
+        EvalError::Run(bnnc_runtime::RunError::OutOfMemory(source))
+        | EvalError::Jit(bnnc::jit::JitError::OutOfMemory(source)) => CliError::Memory {
+            file: a.file.clone(),
+            source,
+        },
+        source => CliError::Eval {
+            file: a.file.clone(),
+            source,
+        },
     };
     if a.backend.is_some() && a.engine != Engine::Jit {
         return Err(CliError::Mismatch {
@@ -89,7 +99,11 @@ pub(super) fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
         SplitKind::Test => Split::Test,
         SplitKind::Train => Split::Train,
     };
-    let data = load_idx_dir(&a.data, split).map_err(|e| err(e.into()))?;
+    let limit = a.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+    let data = load_idx_dir_limit(&a.data, split, limit).map_err(|source| CliError::Data {
+        dir: a.data.clone(),
+        source,
+    })?;
     let engine = match a.engine {
         Engine::Interp => EvalEngine::Interp,
         Engine::Jit => EvalEngine::Jit {
@@ -100,7 +114,7 @@ pub(super) fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let opts = EvalOptions {
         engine,
         batch: a.batch as usize,
-        limit: a.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+        limit,
     };
     let r = crate::eval::evaluate(&model, &data, &opts).map_err(err)?;
     let mut say = |s: String| writeln!(out, "{s}").map_err(CliError::Stdout);
@@ -108,7 +122,7 @@ pub(super) fn run(a: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
         "{}: {} split of {}, {}, {engine}",
         model.graph.name,
         split,
-        a.data.display(),
+        bnnc_ir::error::escape_path(&a.data),
         plural(r.images, "image"),
     ))?;
     say(format!(

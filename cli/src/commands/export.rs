@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use bnnc_ir::error::escape_path;
 use clap::Args;
 
 use super::CliError;
@@ -51,10 +52,10 @@ pub(super) fn run(a: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
     match &w.weights_path {
         Some(wp) => say(format!(
             "wrote {} and {}",
-            w.model_path.display(),
-            wp.display()
+            escape_path(&w.model_path),
+            escape_path(wp)
         ))?,
-        None => say(format!("wrote {} (no weights)", w.model_path.display()))?,
+        None => say(format!("wrote {} (no weights)", escape_path(&w.model_path)))?,
     }
     let elements: usize = e.binarized.iter().map(|b| b.elements).sum();
     say(format!(

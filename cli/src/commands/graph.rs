@@ -36,10 +36,12 @@ pub(super) fn run(a: &GraphArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let checked = load_graph(&a.file)?;
     let dot = checked.graph.to_dot(Some(&checked.types));
     match &a.output {
-        Some(path) => std::fs::write(path, dot).map_err(|source| CliError::Write {
-            path: path.clone(),
-            source,
-        }),
+        Some(path) => {
+            bnnc_ir::files::write_atomic(path, dot.as_bytes()).map_err(|source| CliError::Write {
+                path: path.clone(),
+                source,
+            })
+        }
         None => out.write_all(dot.as_bytes()).map_err(CliError::Stdout),
     }
 }

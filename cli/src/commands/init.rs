@@ -4,12 +4,14 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use bnnc_ir::{Model, Tensor};
+use bnnc_ir::error::escape_path;
+use bnnc_ir::Tensor;
 use bnnc_train::init::{init_weights, InitOptions};
 use clap::Args;
 
 use super::CliError;
 use crate::load::load_graph;
+use crate::output::model_weights_for_writing;
 use crate::stats::plural;
 
 /// The long help of `bnnc init`.
@@ -28,7 +30,10 @@ zeros and negatives, beta and mean random (mean at the scale of the accumulator 
 var in [0.1, 2], random slopes, shifts and threshold directions.
 
 The result depends only on --seed (and each key's values only on the seed and the key). Only \
-the model text is read; by default the file written is the weights file the model names.";
+the model text is read; by default the file written is the weights file the model names, which \
+must then lie inside the model's folder: a `weights` path that is absolute or leaves the folder \
+(by `..` or a symbolic link) is refused, and -o FILE writes there anyway. The file is written \
+whole or not at all.";
 
 /// The examples after the help of `bnnc init`.
 pub(super) const AFTER_HELP: &str = "Examples:
@@ -46,7 +51,8 @@ pub struct InitArgs {
     /// directions instead of neutral ones.
     #[arg(long)]
     pub random_stats: bool,
-    /// The safetensors file to write (default: the weights file the model names).
+    /// The safetensors file to write (default: the weights file the model
+    /// names, if inside the model's folder).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -65,7 +71,11 @@ pub(super) fn run(a: &InitArgs, out: &mut dyn Write) -> Result<(), CliError> {
             diag,
         }
     })?;
-    let path = match (&a.output, Model::weights_path(&checked.graph, &a.file)) {
+    let named = match &a.output {
+        Some(_) => None,
+        None => model_weights_for_writing(&a.file, &checked.graph, "-o")?,
+    };
+    let path = match (&a.output, named) {
         (Some(p), _) => p.clone(),
         (None, Some(p)) => p,
         (None, None) => {
@@ -83,7 +93,7 @@ pub(super) fn run(a: &InitArgs, out: &mut dyn Write) -> Result<(), CliError> {
     writeln!(
         out,
         "wrote {}: {}, {} (seed {}{})",
-        path.display(),
+        escape_path(&path),
         plural(weights.tensors.len(), "tensor"),
         plural(params, "param"),
         a.seed,

@@ -11,6 +11,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use bnnc_ir::error::escape_path;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::npy::NpyError;
@@ -153,7 +154,8 @@ impl From<BackendKind> for bnnc::compile::Backend {
 }
 
 /// Everything a command can fail with. Each renders as a complete message
-/// (`file:line:col: error: ...` for problems inside a model).
+/// (`file:line:col: error: ...` for problems inside a model), paths and other
+/// strings from files escaped by [`bnnc_ir::error::escape`].
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
@@ -161,21 +163,21 @@ pub enum CliError {
     #[error(transparent)]
     Npy(#[from] NpyError),
     /// The command does not fit the model (input count, batch sizes, ...).
-    #[error("{}: error: {message}", file.display())]
+    #[error("{}: error: {message}", escape_path(file))]
     Mismatch { file: PathBuf, message: String },
-    #[error("{}: error: the interpreter failed: {source}", file.display())]
+    #[error("{}: error: the interpreter failed: {source}", escape_path(file))]
     Run {
         file: PathBuf,
         #[source]
         source: bnnc_runtime::RunError,
     },
-    #[error("{}: error: cannot write: {source}", path.display())]
+    #[error("{}: error: cannot write: {source}", escape_path(path))]
     Write {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{}: error: {source}", file.display())]
+    #[error("{}{}: error: {source}", escape_path(file), source.loc().map(|l| format!(":{}:{}", l.line, l.col)).unwrap_or_default())]
     Compile {
         file: PathBuf,
         #[source]
@@ -183,23 +185,38 @@ pub enum CliError {
     },
     #[error("error: {0}")]
     Target(#[from] bnnc_kir::target::TargetError),
-    #[error("{}: error: the compiled model failed: {source}", file.display())]
+    /// A run needs more memory than it may use, or allocating it failed.
+    #[error("{}: error: {source}", escape_path(file))]
+    Memory {
+        file: PathBuf,
+        #[source]
+        source: bnnc_runtime::OutOfMemory,
+    },
+    #[error("{}: error: the compiled model failed: {source}", escape_path(file))]
     Jit {
         file: PathBuf,
         #[source]
         source: bnnc::jit::JitError,
     },
-    #[error("{}: error: {source}", file.display())]
+    #[error("{}: error: {source}", escape_path(file))]
     Export {
         file: PathBuf,
         #[source]
         source: bnnc_train::export::ExportError,
     },
-    #[error("{}: error: {source}", file.display())]
+    #[error("{}: error: {source}", escape_path(file))]
     Eval {
         file: PathBuf,
         #[source]
         source: crate::eval::EvalError,
+    },
+    /// The dataset of `bnnc eval` cannot be read: the dataset is at fault,
+    /// not the model.
+    #[error("{}: error: cannot read the dataset: {source}", escape_path(dir))]
+    Data {
+        dir: PathBuf,
+        #[source]
+        source: bnnc_train::data::DataError,
     },
     #[error(transparent)]
     Train(#[from] crate::train::TrainCliError),

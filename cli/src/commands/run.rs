@@ -25,7 +25,17 @@ batch size --batch, deterministically from --seed.
 
 .npy inputs may be float32, float64 (converted to f32), int8/16/32/64 or uint8/16/32; integer \
 arrays fill integer-typed inputs with every value checked (b1 takes -1 and +1), and f32 inputs \
-exactly. Outputs are written as float32 (f32 outputs) or int32 (every integer type, b1 as -1/+1).";
+only with values an f32 holds exactly (every |x| <= 2^24; 16777217 is refused, naming the file \
+and the element). A file whose data is longer or shorter than its header says is refused. \
+Outputs are written as float32 (f32 outputs) or int32 (every integer type, b1 as -1/+1), each \
+file whole or not at all.
+
+Before anything is allocated, the memory the run needs (the random inputs; the interpreter's \
+values, or the JIT's workspace, inputs and outputs) is checked against the memory the system \
+reports available, or the environment variable BNNC_MEMORY_LIMIT when set (bytes, with an \
+optional K, M, G or T suffix for powers of 1000, or Ki, Mi, Gi or Ti for powers of 1024): a run \
+that needs more is refused with the amount (`batch 150000 needs 22.6 GB of workspace, ...`), as \
+is one whose allocation fails.";
 
 /// The examples after the help of `bnnc run`.
 pub(super) const AFTER_HELP: &str = "Examples:
@@ -145,10 +155,7 @@ fn read_inputs(a: &RunArgs, model: &Model) -> Result<Vec<Tensor>, CliError> {
 /// `--backend` at `-O`.
 fn execute(a: &RunArgs, model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, CliError> {
     match a.engine {
-        Engine::Interp => bnnc_runtime::run(model, inputs).map_err(|source| CliError::Run {
-            file: a.file.clone(),
-            source,
-        }),
+        Engine::Interp => bnnc_runtime::run(model, inputs).map_err(|e| run_error(&a.file, e)),
         Engine::Jit => {
             let backend = a.backend.unwrap_or_default().into();
             let compile_err = |source| CliError::Compile {
@@ -159,11 +166,38 @@ fn execute(a: &RunArgs, model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>,
                 .map_err(compile_err)?
                 .opt_level(a.opt_level);
             let jit = bnnc::jit::JitModel::compile_with(model, &opts).map_err(compile_err)?;
-            jit.run(inputs).map_err(|source| CliError::Jit {
-                file: a.file.clone(),
-                source,
-            })
+            jit.run(inputs).map_err(|e| jit_error(&a.file, e))
         }
+    }
+}
+
+/// The error of the interpreter on model `file`: [`CliError::Memory`] when
+/// it ran out of memory, else [`CliError::Run`].
+pub(super) fn run_error(file: &std::path::Path, e: bnnc_runtime::RunError) -> CliError {
+    match e {
+        bnnc_runtime::RunError::OutOfMemory(source) => CliError::Memory {
+            file: file.to_path_buf(),
+            source,
+        },
+        source => CliError::Run {
+            file: file.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// The error of the JIT-compiled model `file`: [`CliError::Memory`] when it
+/// ran out of memory, else [`CliError::Jit`].
+pub(super) fn jit_error(file: &std::path::Path, e: bnnc::jit::JitError) -> CliError {
+    match e {
+        bnnc::jit::JitError::OutOfMemory(source) => CliError::Memory {
+            file: file.to_path_buf(),
+            source,
+        },
+        source => CliError::Jit {
+            file: file.to_path_buf(),
+            source,
+        },
     }
 }
 
@@ -188,7 +222,7 @@ fn report(
             writeln!(
                 out,
                 "wrote {}: {name} {}[{}]",
-                path.display(),
+                bnnc_ir::error::escape_path(path),
                 t.elem,
                 dims.join(", ")
             )
@@ -198,7 +232,8 @@ fn report(
     Ok(())
 }
 
-/// The largest value the interpreter may hold, in elements (2^31: 8 GiB of f32).
+/// The largest value bnnc holds (an input or output tensor, a value of the
+/// interpreter), in elements (2^31: 8 GiB of f32).
 const MAX_VALUE_ELEMENTS: usize = 1 << 31;
 
 /// Refuses a batch size at which some value of the model would exceed
@@ -209,7 +244,7 @@ pub(super) fn check_sizes(model: &Model, batch: usize) -> Result<(), String> {
         if ty.numel(batch) > MAX_VALUE_ELEMENTS {
             return Err(format!(
                 "at batch size {batch}, value `{}` ({ty}) would have {} elements; \
-                 the interpreter holds at most 2^31 per value",
+                 bnnc holds at most 2^31 elements per value",
                 model.graph.node(v).name,
                 thousands(ty.numel(batch) as u64)
             ));
