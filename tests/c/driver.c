@@ -28,10 +28,14 @@
  * OUT.bin: the outputs' bytes, concatenated in declaration order.
  *
  * The driver fills the workspace and the outputs with a garbage pattern before
- * the call (the code must not rely on zeroed memory), calls <model>_run_v, and
- * also checks two error paths: a null output pointer gives status 1
- * (NULL_POINTER) and max_batch + 1 gives status 2 (BATCH_TOO_LARGE) with
- * <model>_workspace_size returning SIZE_MAX.
+ * the call (the code must not rely on zeroed memory), calls
+ * <model>_run_checked with the exact workspace size, and first checks the
+ * error paths: a null output pointer gives status 1 (NULL_POINTER), also when
+ * the workspace is too small as well (the null pointer wins); max_batch + 1
+ * gives status 2 (BATCH_TOO_LARGE) with <model>_workspace_size returning
+ * SIZE_MAX; a workspace one byte short gives status 3 (WORKSPACE_TOO_SMALL);
+ * none of them writes an output or the workspace. When the workspace of batch
+ * 0 is 0 bytes, <model>_run_checked(batch 0) with a NULL workspace returns 0.
  *
  * Exit status: 0 on success; 1 bad usage or I/O; 2 malformed IN.bin;
  * 3 the workspace size differs; 4 the model returned a nonzero status;
@@ -50,6 +54,7 @@
 #define BNNC_PASTE2(a, b) a##b
 #define BNNC_PASTE(a, b) BNNC_PASTE2(a, b)
 #define RUN_V BNNC_PASTE(BNNC_MODEL, _run_v)
+#define RUN_CHECKED BNNC_PASTE(BNNC_MODEL, _run_checked)
 #define WORKSPACE_SIZE BNNC_PASTE(BNNC_MODEL, _workspace_size)
 
 /* Largest number of inputs or outputs the driver accepts. */
@@ -184,6 +189,35 @@ int main(int argc, char **argv) {
             return 5;
         }
     }
+    if (n_out > 0 && ws_bytes > 0) {
+        void *saved = outs[n_out - 1];
+        outs[n_out - 1] = NULL;
+        status = RUN_CHECKED(ins, (void *const *)outs, ws, (size_t)ws_bytes - 1, (size_t)batch);
+        outs[n_out - 1] = saved;
+        if (status != 1) {
+            fprintf(stderr, "driver: a null output and a small workspace gave status %d, expected 1\n",
+                    (int)status);
+            return 5;
+        }
+    }
+    if (ws_bytes > 0) {
+        status = RUN_CHECKED(ins, (void *const *)outs, ws, (size_t)ws_bytes - 1, (size_t)batch);
+        if (status != 3) {
+            fprintf(stderr, "driver: a workspace one byte short gave status %d, expected 3\n",
+                    (int)status);
+            return 5;
+        }
+    }
+    if (WORKSPACE_SIZE(0) == 0) {
+        status = RUN_CHECKED(ins, (void *const *)outs, NULL, 0, 0);
+        if (status != 0) {
+            fprintf(stderr, "driver: batch 0 with a NULL workspace gave status %d, expected 0\n",
+                    (int)status);
+            return 5;
+        }
+        /* Batch 0 may write unbatched outputs: restore the garbage pattern. */
+        for (k = 0; k < n_out; k++) memset(outs[k], 0xA5, (size_t)out_bytes[k]);
+    }
     if (max_batch < (uint64_t)SIZE_MAX) {
         size_t too_many = (size_t)max_batch + 1;
         if (WORKSPACE_SIZE(too_many) != SIZE_MAX) {
@@ -198,7 +232,23 @@ int main(int argc, char **argv) {
         }
     }
 
-    status = RUN_V(ins, (void *const *)outs, ws, (size_t)batch);
+    for (k = 0; k < n_out; k++) {
+        uint64_t b;
+        for (b = 0; b < out_bytes[k]; b++) {
+            if (((unsigned char *)outs[k])[b] != 0xA5) {
+                fprintf(stderr, "driver: an error path wrote output %u\n", (unsigned)k);
+                return 5;
+            }
+        }
+    }
+    for (k = 0; k < ws_bytes; k++) {
+        if (ws[k] != 0xCD) {
+            fprintf(stderr, "driver: an error path wrote the workspace\n");
+            return 5;
+        }
+    }
+
+    status = RUN_CHECKED(ins, (void *const *)outs, ws, (size_t)ws_bytes, (size_t)batch);
     if (status != 0) {
         fprintf(stderr, "driver: the model returned status %d\n", (int)status);
         return 4;

@@ -91,7 +91,11 @@ pub fn within_ulps(
                 }
             }
         }
-        (TensorData::Int(x), TensorData::Int(y)) => {
+        (TensorData::Int(_) | TensorData::Bits(_), TensorData::Int(_) | TensorData::Bits(_)) => {
+            let (x, y) = (
+                got.as_int().unwrap_or_default(),
+                want.as_int().unwrap_or_default(),
+            );
             if let Some(i) = (0..x.len()).find(|&i| x[i] != y[i]) {
                 return Err(format!(
                     "element {i}: {got_name} {} vs {want_name} {}",

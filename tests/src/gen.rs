@@ -388,12 +388,13 @@ impl Builder<'_> {
                 Op::ChannelShuffle { groups: g }
             }
             22 if rank == 2 => {
-                let k = xt.shape[1].fixed()?;
+                // The first dimension stays: `N`, or an unbatched one's samples.
+                let (n, k) = (xt.shape[0], xt.shape[1].fixed()?);
                 Op::Reshape {
                     shape: if self.c.flip() {
-                        vec![Dim::Batch, Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(k)]
+                        vec![n, Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(k)]
                     } else {
-                        vec![Dim::Batch, Dim::Fixed(k), Dim::Fixed(1), Dim::Fixed(1)]
+                        vec![n, Dim::Fixed(k), Dim::Fixed(1), Dim::Fixed(1)]
                     },
                 }
             }
@@ -479,7 +480,9 @@ impl Default for GenOptions {
 }
 
 /// A random well-formed graph and its weights, from `choices` (see module docs).
-/// The graph verifies; its outputs are the last value and possibly one earlier.
+/// The graph verifies; its one input is `f32` of rank 2 or 4, batched (`N`
+/// first) or, one time in four, unbatched with a first dimension of 2, 3 or 5;
+/// its outputs are the last value and possibly one earlier.
 pub fn random_graph(choices: &[u32], opts: &GenOptions) -> Generated {
     let mut b = Builder {
         c: Choices {
@@ -496,11 +499,19 @@ pub fn random_graph(choices: &[u32], opts: &GenOptions) -> Generated {
         types: Vec::new(),
     };
     b.g.weights = Some("random.safetensors".into());
+    // One input in four is unbatched, its first dimension holding several
+    // samples (`f32[3, 70]`, `f32[2, 5, 4, 63]`): every kernel must loop over
+    // that dimension as it loops over `N`.
+    let first = if b.c.below(4) == 3 {
+        Dim::Fixed(b.c.pick(&[3, 2, 5]))
+    } else {
+        Dim::Batch
+    };
     let in_ty = if b.c.flip() {
         TensorType::new(
             ElemType::F32,
             vec![
-                Dim::Batch,
+                first,
                 Dim::Fixed(b.c.pick(&[1, 3, 5, 2, 6])),
                 Dim::Fixed(b.c.pick(&[1, 4, 5, 2, 6])),
                 Dim::Fixed(b.c.pick(&[1, 2, 3, 63, 64, 65, 130])),
@@ -509,7 +520,7 @@ pub fn random_graph(choices: &[u32], opts: &GenOptions) -> Generated {
     } else {
         TensorType::new(
             ElemType::F32,
-            vec![Dim::Batch, Dim::Fixed(b.c.pick(&[1, 7, 63, 64, 65, 130]))],
+            vec![first, Dim::Fixed(b.c.pick(&[1, 7, 63, 64, 65, 130]))],
         )
     };
     b.types.push(in_ty.clone());

@@ -226,6 +226,43 @@ pub fn random_case(label: String, choices: &[u32], target: &Target) -> Option<Ca
     }
 }
 
+/// The variable that sets how many random graphs the differential tests run.
+pub const RANDOM_CASES_VAR: &str = "BNNC_RANDOM_CASES";
+
+/// Engines that link a program and run it (under qemu, or natively in C)
+/// run one random graph for every this many a JIT engine runs: each graph
+/// costs them a C link and a process start per batch and opt level (about
+/// 0.25 s for a Cranelift object under qemu and 0.4 s for an LLVM one,
+/// against 2 ms on the Cranelift JIT and 0.25 s on the LLVM JIT, measured
+/// on two cores), so 2,000 on each of the six such engines would add about
+/// 40 minutes to CI; 100 each add about two.
+pub const OBJECT_CASES_DIVISOR: usize = 20;
+
+/// How many random graphs a JIT engine's differential test runs:
+/// [`RANDOM_CASES_VAR`] (`BNNC_RANDOM_CASES`, a number) when set, else
+/// `default`. CI sets it to 2,000.
+pub fn random_cases(default: usize) -> usize {
+    match std::env::var(RANDOM_CASES_VAR) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            panic!("{RANDOM_CASES_VAR} must be a number of random graphs, found `{v}`")
+        }),
+        Err(_) => default,
+    }
+}
+
+/// How many random graphs an engine that links a program runs: one
+/// [`OBJECT_CASES_DIVISOR`]th of [`RANDOM_CASES_VAR`] when set (at least 1),
+/// else `default`.
+pub fn object_random_cases(default: usize) -> usize {
+    match std::env::var(RANDOM_CASES_VAR) {
+        Ok(_) => {
+            let n = random_cases(0);
+            (n / OBJECT_CASES_DIVISOR).max(usize::from(n > 0))
+        }
+        Err(_) => default,
+    }
+}
+
 /// `n` random graphs the native backends lower for `target`, from a fixed
 /// sequence of choice streams (48 choices each) seeded by `seed`.
 pub fn random_graphs(n: usize, seed: u64, target: &Target) -> Vec<Case> {

@@ -4,8 +4,10 @@
 //! and opt levels 0 and 1 (`bnnc_tests::engine::Engine::QemuAarch64`,
 //! `bnnc_tests::runner`).
 //!
-//! Covered: every model in `examples/`, the corpus in `tests/corpus/` and 20
-//! random graphs. Outputs are compared bit for bit, floats included: kernels follow
+//! Covered: every model in `examples/`, the corpus in `tests/corpus/` and
+//! random graphs: 20, or one in `OBJECT_CASES_DIVISOR` (20) of
+//! `BNNC_RANDOM_CASES` (CI: 100), fewer than on the JITs because each costs a
+//! link and qemu runs (`bnnc_tests::runner::object_random_cases`). Outputs are compared bit for bit, floats included: kernels follow
 //! the interpreter's order of operations. That holds for softmax and sigmoid
 //! too, although their `expf` is the host's libm in the interpreter and
 //! aarch64's in the compiled code (see `FOREIGN_EXPF_ULPS`). Packed `b1`
@@ -23,7 +25,7 @@
 use bnnc::compile::Backend;
 use bnnc_kir::target::Target;
 use bnnc_tests::engine::Engine;
-use bnnc_tests::runner::{corpus, examples, random_graphs, Suite};
+use bnnc_tests::runner::{corpus, examples, object_random_cases, random_graphs, Suite};
 
 /// Statically linked, no CPU features.
 fn aarch64() -> Engine {
@@ -43,6 +45,7 @@ fn corpus_matches_the_interpreter_on_aarch64() {
 
 #[test]
 fn random_graphs_match_the_interpreter_on_aarch64() {
-    let cases = random_graphs(20, 0xA64, &Target::parse("aarch64").unwrap());
+    let n = object_random_cases(20);
+    let cases = random_graphs(n, 0xA64, &Target::parse("aarch64").unwrap());
     Suite::new("random graphs", [aarch64()]).run(&cases);
 }

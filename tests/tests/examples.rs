@@ -85,7 +85,7 @@ fn shipped_weights_are_what_init_seed_1_writes() {
 fn all_finite(t: &Tensor) -> bool {
     match &t.data {
         TensorData::F32(v) => v.iter().all(|x| x.is_finite()),
-        TensorData::Int(_) => true,
+        TensorData::Int(_) | TensorData::Bits(_) => true,
     }
 }
 
@@ -129,7 +129,9 @@ fn batch_rows_are_independent() {
             dims[0] = 1;
             let data = match &t.data {
                 TensorData::F32(v) => TensorData::F32(v[r * per..(r + 1) * per].to_vec()),
-                TensorData::Int(v) => TensorData::Int(v[r * per..(r + 1) * per].to_vec()),
+                TensorData::Int(_) | TensorData::Bits(_) => {
+                    TensorData::Int(t.as_int().unwrap()[r * per..(r + 1) * per].to_vec())
+                }
             };
             Tensor {
                 elem: t.elem,

@@ -278,14 +278,14 @@ fn two_models_link_into_one_c_program() {
             .and_then(|c| c.write_to(&dir))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let obj = dir.join(format!("{name}.o"));
-        let want: BTreeSet<String> = ["run", "run_v", "workspace_size"]
+        let want: BTreeSet<String> = ["run", "run_v", "run_checked", "workspace_size"]
             .iter()
             .map(|s| format!("{name}_{s}"))
             .collect();
         assert_eq!(
             defined_globals(&obj),
             want,
-            "{name}.o must export its three entry points and nothing else"
+            "{name}.o must export its four entry points and nothing else"
         );
         models.push(model);
     }

@@ -1,8 +1,9 @@
-//! Differential tests of the LLVM JIT: every example (`examples/`), the corpus
-//! (`tests/corpus/`) and 300 random graphs run at opt levels 0 and 1 and must
-//! give, bit for bit, what the reference interpreter gives on the original
-//! model (see `bnnc_tests::runner`): no fast-math, no contraction, ordered
-//! reductions, the same libm. The random graphs run on the Cranelift JIT too,
+//! Differential tests of the LLVM JIT: every example (`examples/`), the
+//! corpus (`tests/corpus/`) and random graphs (300, or `BNNC_RANDOM_CASES`;
+//! CI runs 2,000) run at opt levels 0 and 1 and must give, bit for bit, what
+//! the reference interpreter gives on the original model (see
+//! `bnnc_tests::runner`): no fast-math, no contraction, ordered reductions,
+//! the same libm. The random graphs run on the Cranelift JIT too,
 //! so the two backends agree with each other as well.
 //!
 //! The LLVM JIT runs for the host's CPU (`native`, every feature LLVM
@@ -14,7 +15,7 @@
 
 use bnnc_kir::target::Target;
 use bnnc_tests::engine::Engine;
-use bnnc_tests::runner::{corpus, examples, random_graph_property, Suite};
+use bnnc_tests::runner::{corpus, examples, random_cases, random_graph_property, Suite};
 
 /// The host's CPU and the architecture's baseline.
 fn engines() -> [Engine; 2] {
@@ -31,8 +32,11 @@ fn corpus_matches_the_interpreter() {
     Suite::new("corpus", engines()).seed(23).run(&corpus());
 }
 
-/// 300 random graphs that compile (others are rejected and do not count).
-/// Failures shrink and are saved to tests/regressions/llvm_differential.txt.
+/// Random graphs that compile (others are rejected and do not count):
+/// `BNNC_RANDOM_CASES` of them (default 300; CI sets 2,000, about 6 minutes
+/// on two shared cores; one run of 10,000 took 33 minutes), each on the LLVM
+/// JIT for this CPU and on the Cranelift JIT. Failures shrink and are saved
+/// to tests/regressions/llvm_differential.txt.
 #[test]
 fn random_graphs_match_the_interpreter_and_cranelift() {
     random_graph_property(
@@ -41,7 +45,7 @@ fn random_graphs_match_the_interpreter_and_cranelift() {
             [Engine::llvm_jit_native(), Engine::CraneliftJit],
         )
         .batches([1, 3]),
-        300,
+        random_cases(300) as u32,
         Some("regressions/llvm_differential.txt"),
         &Target::host().unwrap(),
     );

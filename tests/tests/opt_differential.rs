@@ -238,11 +238,12 @@ fn random_graphs_exercise_the_rules() {
 
 proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config {
-        // 400 random graphs (with batch-norm statistics that include negative
-        // and zero gamma). A failure is shrunk through the choice stream and
-        // saved to tests/regressions/opt_differential.txt (committed), whose
-        // cases run first on every later run.
-        cases: 400,
+        // 400 random graphs, or `BNNC_RANDOM_CASES` (CI: 2,000), with
+        // batch-norm statistics that include negative and zero gamma. A
+        // failure is shrunk through the choice stream and saved to
+        // tests/regressions/opt_differential.txt (commit it), whose cases run
+        // first on every later run.
+        cases: bnnc_tests::runner::random_cases(400) as u32,
         failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
             "regressions/opt_differential.txt",
         ))),

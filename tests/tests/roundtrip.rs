@@ -116,3 +116,47 @@ fn generator_covers_the_op_set() {
         "the random graph generator never produced: {missing:?}"
     );
 }
+
+/// The generator makes unbatched inputs whose first dimension holds several
+/// samples (`f32[3, 70]`, `f32[2, 5, 4, 63]`), and feeds such values to every
+/// kernel that loops over samples, so the differential tests compare those
+/// loops with the interpreter.
+#[test]
+fn generator_feeds_unbatched_samples_to_every_sample_loop() {
+    use std::collections::BTreeSet;
+    let kernels = [
+        "conv2d",
+        "dense",
+        "maxpool2d",
+        "avgpool2d",
+        "global_avgpool",
+    ];
+    let mut seen = BTreeSet::new();
+    let mut rng = bnnc_tests::gen::Rng::new(11);
+    for _ in 0..3000 {
+        let choices: Vec<u32> = (0..48).map(|_| rng.next_u64() as u32).collect();
+        let g = random_graph(&choices, &GenOptions { max_ops: 8 }).graph;
+        let types = verify(&g).unwrap();
+        for n in &g.nodes {
+            let Some(x) = n.inputs.first() else { continue };
+            let t = &types[x.index()];
+            let several = t
+                .shape
+                .first()
+                .and_then(|d| d.fixed())
+                .is_some_and(|d| d > 1);
+            if several && kernels.contains(&n.op.name()) {
+                seen.insert(n.op.name());
+            }
+        }
+    }
+    let missing: Vec<&str> = kernels
+        .iter()
+        .copied()
+        .filter(|k| !seen.contains(k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no generated graph feeds an unbatched value with several samples to {missing:?}"
+    );
+}

@@ -34,7 +34,7 @@ fn interpreter(model: &Model, pixels: &[f32]) -> Vec<f32> {
     assert_eq!(out[0].dims, [batch, mnist_mlp::OUTPUT_LOGITS_LEN]);
     match &out[0].data {
         TensorData::F32(v) => v.clone(),
-        TensorData::Int(_) => panic!("logits are f32"),
+        TensorData::Int(_) | TensorData::Bits(_) => panic!("logits are f32"),
     }
 }
 
