@@ -198,7 +198,7 @@ fn rule_model_optimizes_exactly() {
     }
 }
 
-/// 300 random graphs from a fixed sequence of choice streams: each optimizes
+/// 1,000 random graphs from a fixed sequence of choice streams: each optimizes
 /// exactly, and together they make every threshold and sign rule fire (so the
 /// differential check above is not vacuous).
 #[test]
@@ -206,7 +206,7 @@ fn random_graphs_exercise_the_rules() {
     let mut rng = Rng::new(0x0b7);
     let mut fired: std::collections::BTreeMap<String, usize> = Default::default();
     let mut graphs = 0;
-    while graphs < 300 {
+    while graphs < 1000 {
         let len = rng.int(4, 48) as usize;
         let choices: Vec<u32> = (0..len).map(|_| rng.next_u64() as u32).collect();
         let g = random_graph(&choices, &GenOptions { max_ops: 8 });
