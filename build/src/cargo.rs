@@ -689,8 +689,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, Error::Compile { .. }), "{e}");
         assert!(
-            e.to_string()
-                .starts_with(&format!("{}: error: cannot compile model `u`", u.display())),
+            e.to_string().starts_with(&format!(
+                "{}:3:5: error: cannot compile model `u`",
+                u.display()
+            )),
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
