@@ -111,7 +111,13 @@ fn corpus(name: &str) -> PathBuf {
 /// weights file `weights` beside it under its own name): parsed, verified
 /// and its weights checked, exactly as `bnnc check` loads it.
 fn load(name: &str, text: &str, weights: Option<&Path>) -> Model {
-    let dir = std::env::temp_dir().join(format!("bnnc-opt-bounded-{}-{name}", std::process::id()));
+    // One folder per call: tests run in parallel and may load the same name.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "bnnc-opt-bounded-{}-{call}-{name}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     if let Some(w) = weights {
         std::fs::copy(w, dir.join(w.file_name().unwrap())).unwrap();
