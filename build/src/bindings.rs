@@ -49,15 +49,16 @@ fn rust_ident(name: &str) -> String {
     s
 }
 
-/// `base`, or `base_2`, `base_3`.. if taken; records the result.
-fn unique(base: String, taken: &mut Vec<String>) -> String {
+/// `base`, or `base_2`, `base_3`.. if taken; records the result (a set, so
+/// naming thousands of inputs stays linear).
+fn unique(base: String, taken: &mut std::collections::HashSet<String>) -> String {
     let mut s = base.clone();
     let mut k = 2;
     while taken.contains(&s) {
         s = format!("{base}_{k}");
         k += 1;
     }
-    taken.push(s.clone());
+    taken.insert(s.clone());
     s
 }
 
@@ -127,8 +128,11 @@ impl Item<'_> {
 /// from `self`, `batch` and `workspace` and from each other) and constant
 /// prefixes (`INPUT_X`, `OUTPUT_Y`), made unique by `_2`, `_3`...
 fn items(abi: &ModelAbi) -> Vec<Item<'_>> {
-    let mut params = vec!["self".to_string(), "batch".into(), "workspace".into()];
-    let mut konsts: Vec<String> = Vec::new();
+    let mut params: std::collections::HashSet<String> = ["self", "batch", "workspace"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let mut konsts = std::collections::HashSet::new();
     abi.tensors()
         .map(|t| {
             let id = rust_ident(&t.name);

@@ -918,13 +918,15 @@ impl<'m> Cx<'m> {
         // workspace's size (when the caller gives it).
         let checked_call =
             |fb: &mut Fb, ptrs: Vec<Expr>, wsp: Expr, ws_bytes: Option<Expr>, batch: Expr| {
-                // One branch for all pointers, on a balanced `or` of the
-                // tests: a branch per pointer keeps every later pointer live
-                // across it (work quadratic in the inputs and outputs for the
-                // backends' SSA construction and register allocation), and a
-                // chain of `or`s is as deep as there are pointers (LLVM's jump
-                // threading recurses through it).
-                if let Some(null) = any_null(&ptrs) {
+                // One branch per group of pointers, on a balanced `or` of their
+                // tests: a branch per pointer keeps every later pointer live across
+                // it (work quadratic in the inputs and outputs for the backends' SSA
+                // construction and register allocation), a chain of `or`s is as deep
+                // as there are pointers (LLVM's jump threading recurses through it),
+                // and one tree over thousands of pointers is a block whose long-lived
+                // values LLVM's code generation handles in quadratic time.
+                for group in ptrs.chunks(NULL_GROUP) {
+                    let null = any_null(group).expect("a nonempty group");
                     fb.if_(cmp(CmpOp::Ne, null, Expr::Int(0, Ty::I8)), |fb| {
                         fb.push(Stmt::Return(Some(i32c(status::NULL_POINTER))))
                     });
@@ -1011,6 +1013,9 @@ impl<'m> Cx<'m> {
         self.module.functions.push(fb.finish());
     }
 }
+
+/// Pointers the entry points test for null per branch (see `any_null`).
+const NULL_GROUP: usize = 64;
 
 /// `i8` 1 when some pointer of `ptrs` is null, else 0: a balanced tree of
 /// `or`s, `log2(ptrs.len())` deep; `None` without pointers.

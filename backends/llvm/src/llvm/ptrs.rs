@@ -15,9 +15,8 @@
 //! there. A variable is a pointer when it is the base of a load or store
 //! address or of an argument for a pointer parameter, or is copied into a
 //! pointer variable; loop variables stay integers, and so do the parameters
-//! of wide functions (`translate::is_wide`), which only pass addresses on:
-//! LLVM's interprocedural passes take time quadratic in thousands of
-//! pointer parameters.
+//! of packed functions (`translate::is_packed`), which arrive in memory as
+//! 8-byte slots.
 
 use bnnc_kir::{BinOp, Expr, Module, Stmt, Ty, VarId};
 
@@ -37,7 +36,11 @@ pub(crate) fn analyse(m: &Module) -> Vec<Vec<bool>> {
             lv
         })
         .collect();
-    let wide: Vec<bool> = m.functions.iter().map(super::translate::is_wide).collect();
+    let packed: Vec<bool> = m
+        .functions
+        .iter()
+        .map(super::translate::is_packed)
+        .collect();
     loop {
         let mut changed = false;
         for (fi, f) in m.functions.iter().enumerate() {
@@ -45,8 +48,8 @@ pub(crate) fn analyse(m: &Module) -> Vec<Vec<bool>> {
             collect(&f.body, &is_ptr, fi, &mut wants);
             for v in wants {
                 let i = v.0 as usize;
-                // A wide function's parameters stay `i64` (see `is_wide`).
-                if i < f.params && wide[fi] {
+                // A packed function's parameters stay `i64` (see `is_packed`).
+                if i < f.params && packed[fi] {
                     continue;
                 }
                 if i < f.vars.len()

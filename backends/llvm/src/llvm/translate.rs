@@ -41,12 +41,13 @@ const WIDE: usize = 256;
 /// which only check and pass pointers on. LLVM takes time quadratic in their
 /// size (`default<O3>`: the SLP vectorizer on the test of every pointer,
 /// constraint elimination on the facts those tests give; the
-/// interprocedural passes on thousands of pointer arguments; code generation
-/// on a block of a load and a store per parameter), so they are `optnone`
-/// (and `noinline`, which `optnone` requires), their parameters are `i64`
-/// ([`super::ptrs`]) and read directly, never through a stack slot, when
-/// the function never assigns them: linear, and the kernels they call keep
-/// every optimisation.
+/// interprocedural passes on a call with thousands of arguments; code
+/// generation on a block of a load and a store per parameter), so they are
+/// `optnone`
+/// (and `noinline`, which `optnone` requires), local ones take their
+/// parameters in memory ([`is_packed`]), and exported ones read their
+/// parameters directly, never through a stack slot, when they never assign
+/// them: linear, and the kernels they call keep every optimisation.
 pub(crate) fn is_wide(f: &Function) -> bool {
     fn calls_wide(b: &[Stmt]) -> bool {
         b.iter().any(|s| match s {
@@ -57,6 +58,33 @@ pub(crate) fn is_wide(f: &Function) -> bool {
         })
     }
     f.params > WIDE || calls_wide(&f.body)
+}
+
+/// Whether the local function `f` takes its parameters in memory: its LLVM
+/// signature is one `ptr` to an array of 8-byte slots, slot `i` holding
+/// parameter `i`, written by the caller (into a scratch array of its own
+/// frame) just before the call. That is every local wide function
+/// ([`is_wide`]) whose parameters are scalars. LLVM's interprocedural
+/// passes (called-value propagation, IPSCCP, argument promotion) revisit a
+/// call each time one of its arguments changes and then look at all its
+/// arguments, time quadratic in the arguments of one call; a packed call has
+/// one. Local functions' signatures are bnnc's own, so nothing outside sees
+/// the difference.
+pub(crate) fn is_packed(f: &Function) -> bool {
+    !f.exported && f.params > WIDE && f.vars[..f.params].iter().all(|v| v.ty.lanes == 1)
+}
+
+/// The most arguments `b` passes to one call of a packed function.
+fn packed_args(b: &[Stmt], packed: &[bool]) -> usize {
+    b.iter()
+        .map(|s| match s {
+            Stmt::Call(id, args) if packed.get(id.0 as usize) == Some(&true) => args.len(),
+            Stmt::For { body, .. } => packed_args(body, packed),
+            Stmt::If { then, els, .. } => packed_args(then, packed).max(packed_args(els, packed)),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Marks every variable `b` assigns (loop variables included).
@@ -99,6 +127,9 @@ struct Cx<'a> {
     externs: Vec<(LLVMValueRef, LLVMTypeRef)>,
     data: Vec<LLVMValueRef>,
     is_ptr: Vec<Vec<bool>>,
+    /// Per kir function: whether it takes its parameters packed
+    /// ([`is_packed`]).
+    packed: Vec<bool>,
 }
 
 /// Translates `m` into the empty `module` of `ctx`, with `machine`'s CPU and
@@ -128,6 +159,7 @@ pub(crate) fn translate(
             externs: Vec::new(),
             data: Vec::new(),
             is_ptr: ptrs::analyse(m),
+            packed: m.functions.iter().map(is_packed).collect(),
         };
         let r = cx.module_body(machine);
         LLVMDisposeBuilder(b);
@@ -232,6 +264,9 @@ impl Cx<'_> {
                     self.fty(f, v.ty, || format!("parameter `{}`", v.name))?
                 });
             }
+            if self.packed[fi] {
+                ps = vec![self.ptr];
+            }
             let ret = match f.ret {
                 Some(t) => self.fty(f, t, || "the result".into())?,
                 None => LLVMVoidTypeInContext(self.ctx),
@@ -261,10 +296,14 @@ impl Cx<'_> {
             if is_wide(f) {
                 LLVMAddAttributeAtIndex(fv, LLVMAttributeFunctionIndex, optnone);
             }
-            for (i, v) in f.vars[..f.params].iter().enumerate() {
-                let p = LLVMGetParam(fv, i as c_uint);
-                let n = cstr(&v.name);
-                LLVMSetValueName2(p, n.as_ptr(), v.name.len());
+            if self.packed[fi] {
+                LLVMSetValueName2(LLVMGetParam(fv, 0), c"args".as_ptr(), 4);
+            } else {
+                for (i, v) in f.vars[..f.params].iter().enumerate() {
+                    let p = LLVMGetParam(fv, i as c_uint);
+                    let n = cstr(&v.name);
+                    LLVMSetValueName2(p, n.as_ptr(), v.name.len());
+                }
             }
             self.funcs.push((fv, fty));
         }
@@ -281,9 +320,10 @@ impl Cx<'_> {
         LLVMPositionBuilderAtEnd(self.b, entry);
         let mut slots = Vec::with_capacity(f.vars.len());
         let mut slot_tys = Vec::with_capacity(f.vars.len());
+        let packed = self.packed[fi];
         // Parameters of a wide function that it never assigns are their
         // values (`optnone` keeps every stack slot, see `is_wide`).
-        let direct: Vec<Option<LLVMValueRef>> = if is_wide(f) {
+        let direct: Vec<Option<LLVMValueRef>> = if is_wide(f) && !packed {
             let mut assigned = vec![false; f.vars.len()];
             mark_assigned(&f.body, &mut assigned);
             (0..f.vars.len())
@@ -301,14 +341,29 @@ impl Cx<'_> {
             let n = cstr(&v.name);
             slots.push(match direct[i] {
                 Some(_) => std::ptr::null_mut(),
+                // A packed parameter's slot is its slot of the caller's array.
+                None if packed && i < f.params => {
+                    let mut idx = [LLVMConstInt(self.i64, i as u64, 0)];
+                    let args = LLVMGetParam(fv, 0);
+                    LLVMBuildGEP2(self.b, self.i64, args, idx.as_mut_ptr(), 1, n.as_ptr())
+                }
                 None => LLVMBuildAlloca(self.b, t, n.as_ptr()),
             });
             slot_tys.push(t);
         }
+        // The array this function passes packed arguments in.
+        let scratch = match packed_args(&f.body, &self.packed) {
+            0 => std::ptr::null_mut(),
+            n => LLVMBuildAlloca(
+                self.b,
+                LLVMArrayType2(self.i64, n as u64),
+                c"packed_args".as_ptr(),
+            ),
+        };
         // Parameters arrive in their slots; other variables start at zero
         // (as in the Cranelift backend), never undefined.
         for (i, (&slot, &t)) in slots.iter().zip(&slot_tys).enumerate() {
-            if direct[i].is_some() {
+            if direct[i].is_some() || (packed && i < f.params) {
                 continue;
             }
             let init = if i < f.params {
@@ -326,6 +381,7 @@ impl Cx<'_> {
             slots,
             slot_tys,
             direct,
+            scratch,
             terminated: false,
         };
         fx.block(&f.body)?;
@@ -358,6 +414,9 @@ struct Fx<'a, 'b> {
     /// Per variable, its value when it is a parameter read directly (its
     /// slot is then null).
     direct: Vec<Option<LLVMValueRef>>,
+    /// The array of packed arguments ([`is_packed`]); null when the
+    /// function calls no packed function.
+    scratch: LLVMValueRef,
     /// The current block ended (with a `return`); following statements are
     /// unreachable and go to a fresh block.
     terminated: bool,
@@ -531,6 +590,24 @@ impl Fx<'_, '_> {
                     .funcs
                     .get(callee)
                     .ok_or_else(|| Error::Kir("call of a missing function".into()))?;
+                if self.cx.packed[callee] {
+                    for (i, a) in args.iter().enumerate() {
+                        let x = self.expr(a)?;
+                        let mut idx = [LLVMConstInt(self.cx.i64, i as u64, 0)];
+                        let at = LLVMBuildGEP2(
+                            b,
+                            self.cx.i64,
+                            self.scratch,
+                            idx.as_mut_ptr(),
+                            1,
+                            NONAME,
+                        );
+                        LLVMBuildStore(b, x, at);
+                    }
+                    let mut vals = [self.scratch];
+                    LLVMBuildCall2(b, fty, fv, vals.as_mut_ptr(), 1, NONAME);
+                    return Ok(());
+                }
                 let mut vals = Vec::with_capacity(args.len());
                 for (i, a) in args.iter().enumerate() {
                     let wants_ptr = self.cx.is_ptr[callee].get(i).copied().unwrap_or(false);
