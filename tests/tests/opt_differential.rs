@@ -165,7 +165,15 @@ xab = add(xa, be)
 aw = [0.5, 1.25, 0.125, 2.0]: f32[4, 1, 1, 1]
 wca = mul(wcb, aw)
 ad = conv2d(xab, wca, padding=1)
-output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor, s13, cr, s14, ad
+nq = batchnorm(acc, g, b, m, v)
+pq = maxpool2d(nq, kernel=2)
+s15 = sign(pq)
+fq = flatten(n)
+s16 = sign(fq)
+rs = reshape(acc, shape=[N, 36, 16])
+nra = batchnorm(rs, g, b, m, v)
+s17 = sign(nra)
+output s1, s2, s3, s4, a2, s5, s6, s7, s8, s9, s10, s11, s12, xnor, s13, cr, s14, ad, s15, s16, s17
 ";
 
 #[test]

@@ -228,6 +228,9 @@ pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
         | Op::Flatten
         | Op::Reshape { .. } => {
             if out_elem == ElemType::B1 {
+                if let Some(r) = reshape_b1_words(cx, v, &node.op, &ins, out) {
+                    return r;
+                }
                 if let Some(r) = channel_move_b1(cx, &node.op, &ins, out) {
                     return r;
                 }
@@ -2233,6 +2236,24 @@ fn channel_move_b1(cx: &mut Cx, op: &Op, ins: &[ValueId], out: usize) -> Option<
         cx.end(fb, args);
         Ok(())
     })())
+}
+
+/// `reshape` / `flatten` of a `b1` tensor whose packed words are the same
+/// before and after: a copy of the words. That holds when the channel count
+/// (last dimension) is unchanged, so every packed row is the same row, or
+/// when both channel counts are multiples of 64, so rows have no tail bits
+/// and the words of a sample are its bits in row-major order either way.
+/// `None` for any other op or layout (the caller then moves unpacked values).
+fn reshape_b1_words(cx: &mut Cx, v: ValueId, op: &Op, ins: &[ValueId], out: usize) -> Option<R> {
+    if !matches!(op, Op::Flatten | Op::Reshape { .. }) {
+        return None;
+    }
+    let cin = rows_cols(cx.model.ty(ins[0])).1;
+    let cout = rows_cols(cx.buf_ty(out)).1;
+    if cin != cout && !(cin.is_multiple_of(64) && cout.is_multiple_of(64)) {
+        return None;
+    }
+    Some(cx.operand(ins[0]).map(|src| copy(cx, v, src, out)))
 }
 
 /// Data movement on numeric (f32 / i32) buffers: concat, replicate,

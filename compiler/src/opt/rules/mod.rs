@@ -12,7 +12,11 @@
 //!   binary dots plus integer corrections (`affine_binary_dot`);
 //! - [`movement`]: sign and threshold across data movement
 //!   (`sign_through_movement`, `threshold_through_concat`,
-//!   `threshold_through_shuffle`, `threshold_through_replicate`).
+//!   `threshold_through_shuffle`, `threshold_through_replicate`);
+//! - [`pool`]: sign across a float max-pool whose input is proven never NaN
+//!   (`sign_maxpool_never_nan`);
+//! - [`reshape`]: sign and threshold through `reshape` and `flatten`
+//!   (`sign_through_reshape`, `threshold_through_reshape`).
 //!
 //! A rule is a named function that looks at one e-node of one e-class and, when
 //! its condition holds, returns a [`Build`]: the equivalent form to add to that
@@ -29,7 +33,9 @@
 pub mod adabin;
 pub mod constant;
 pub mod movement;
+pub mod pool;
 pub mod repconv;
+pub mod reshape;
 pub mod scale;
 pub mod sign;
 pub mod threshold;
@@ -85,6 +91,10 @@ pub fn all_rules() -> Vec<Rule> {
             find: sign::threshold_maxpool_commute,
         },
         Rule {
+            name: "sign_maxpool_never_nan",
+            find: pool::sign_maxpool_never_nan,
+        },
+        Rule {
             name: "bn_to_threshold",
             find: threshold::bn_to_threshold,
         },
@@ -135,6 +145,14 @@ pub fn all_rules() -> Vec<Rule> {
         Rule {
             name: "threshold_through_replicate",
             find: movement::threshold_through_replicate,
+        },
+        Rule {
+            name: "sign_through_reshape",
+            find: reshape::sign_through_reshape,
+        },
+        Rule {
+            name: "threshold_through_reshape",
+            find: reshape::threshold_through_reshape,
         },
     ]
 }
