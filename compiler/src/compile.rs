@@ -62,11 +62,9 @@ impl CompileError {
     pub fn loc(&self) -> Option<bnnc_ir::Loc> {
         match self {
             CompileError::ModelName { loc, .. } if *loc != bnnc_ir::Loc::NONE => Some(*loc),
-            CompileError::Lower(LowerError::Unsupported { at, .. })
-                if *at != bnnc_ir::Loc::NONE =>
-            {
-                Some(*at)
-            }
+            CompileError::Lower(
+                LowerError::Unsupported { at, .. } | LowerError::ConstFold { at, .. },
+            ) if *at != bnnc_ir::Loc::NONE => Some(*at),
             _ => None,
         }
     }
@@ -425,6 +423,30 @@ mod tests {
         for ok in ["tiny", "ti_ny", "m2", "_m"] {
             assert_eq!(model_name_problem(ok), None, "{ok}");
             compile_named(ok, &[Emit::Obj, Emit::Header]).unwrap();
+        }
+    }
+
+    /// A constant conv whose output would need 160 GB (padding 100000 on
+    /// each side) is an error at the conv's line and column, at every
+    /// optimization level (the optimizer leaves it unfolded), not an abort.
+    #[test]
+    fn a_constant_too_large_to_fold_is_an_error_at_its_node() {
+        let src = "model constconv\ninput x: f32[N, 2]\nk = [1.5]: f32[1, 1, 1, 1]\n\
+                   w = [-1]: f32[1, 1, 1, 1]\nbig = conv2d(k, w, padding=100000)\n\
+                   y = relu(x)\noutput y, big\n";
+        let file = Path::new("m.ir");
+        let g = Model::parse_checked(src, file).unwrap();
+        let m = Model::from_graph(g, None, file).unwrap();
+        for level in [0, 1] {
+            let opts = CompileOptions::new(Target::parse("x86_64").unwrap())
+                .opt_level(level)
+                .emit([Emit::Obj]);
+            let e = compile(&m, &opts).unwrap_err();
+            assert!(
+                e.to_string().contains("constant folding of `big` failed"),
+                "-O{level}: {e}"
+            );
+            assert_eq!(e.loc(), Some(bnnc_ir::Loc::new(5, 7)), "-O{level}: {e}");
         }
     }
 }

@@ -52,8 +52,14 @@ pub enum LowerError {
     },
     #[error("the workspace of model `{model}` would overflow: {what}")]
     WorkspaceOverflow { model: String, what: String },
+    /// Evaluating a node of weights and constants only failed (`at`: its
+    /// op in the model file, `Loc::NONE` when unknown).
     #[error("constant folding of `{node}` failed: {message}")]
-    ConstFold { node: String, message: String },
+    ConstFold {
+        node: String,
+        message: String,
+        at: bnnc_ir::Loc,
+    },
     #[error("internal lowering error: {0}")]
     Internal(String),
 }
@@ -84,6 +90,14 @@ impl LowerError {
                     types,
                     at,
                 }
+            }
+            LowerError::ConstFold { node, message, at } if at == bnnc_ir::Loc::NONE => {
+                let at = g
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == node)
+                    .map_or(at, |n| n.locs.op);
+                LowerError::ConstFold { node, message, at }
             }
             e => e,
         }
@@ -319,13 +333,15 @@ fn sym(s: &str) -> String {
 pub struct LowerOptions {
     /// The widest kir vectors the kernels may emit, in bits: 0 (the default)
     /// keeps every kernel scalar (the reference loop nests), 128 is what
-    /// Cranelift translates, 512 any width LLVM lowers. The binary
-    /// micro-kernels use the narrower of this and what the target's features
-    /// make worthwhile ([`kernel::MicroKernel::choose`]).
+    /// Cranelift translates, 512 any width LLVM lowers. The micro-kernels
+    /// (binary and f32) use the narrower of this and what the target's
+    /// features make worthwhile ([`kernel::MicroKernel::choose`],
+    /// [`kernel::f32_conv`]).
     pub max_vector_bits: u32,
-    /// The register tile of the binary micro-kernels, when it fits their
+    /// The register tile of the micro-kernels, when it fits a family's
     /// vector width; `None` (the default) takes the target's
-    /// ([`kernel::MicroKernel::choose`]). For tuning and benchmarks.
+    /// ([`kernel::MicroKernel::choose`], [`kernel::f32_conv`]). For tuning
+    /// and benchmarks.
     pub tile: Option<kernel::Tile>,
 }
 
@@ -564,6 +580,7 @@ impl<'m> Cx<'m> {
                                 LowerError::ConstFold {
                                     node: n.name.clone(),
                                     message: e.to_string(),
+                                    at: n.locs.op,
                                 }
                             })?,
                         )),
