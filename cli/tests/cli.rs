@@ -415,12 +415,21 @@ fn opt_prints_a_valid_model_and_o0_turns_it_off() {
             kir_dir.to_str().unwrap(),
         ]));
         let kir = std::fs::read_to_string(kir_dir.join("mnist_mlp.kir")).unwrap();
-        // Two batch-norms fold into thresholds; the last (float logits) stays.
-        let kernels = kir
+        // -O1 folds two batch-norms (and their signs) into thresholds; each
+        // batch-norm left (three at -O0, the float logits' at -O1) is the
+        // affine epilogue of its binary dense kernel, no kernel of its own.
+        let fns = |what: &str| {
+            kir.lines()
+                .filter(|l| l.starts_with("fn ") && l.contains(what))
+                .count()
+        };
+        assert_eq!(fns("_batchnorm("), 0, "{level}");
+        assert_eq!(fns("_sign("), if level == "-O0" { 3 } else { 1 }, "{level}");
+        let bn_data = kir
             .lines()
-            .filter(|l| l.starts_with("fn ") && l.contains("_batchnorm("))
+            .filter(|l| l.starts_with("data ") && l.contains("bn_mean"))
             .count();
-        assert_eq!(kernels, if level == "-O0" { 3 } else { 1 }, "{level}");
+        assert_eq!(bn_data, if level == "-O0" { 3 } else { 1 }, "{level}");
     }
 }
 

@@ -7,10 +7,15 @@
 //! of the pixel tile, every pad value (+1, -1, 0), stride 2, dilation 2,
 //! mixed and asymmetric attributes, 1x1 kernels, a kernel with no interior
 //! pixel, and dense layers with K not a multiple of 64; each with the `i32`
-//! accumulator as output or a fused threshold (per channel, shared, with
+//! accumulator as output, a fused threshold (per channel, shared, with
 //! directions, `sign`, and `sign(batchnorm(..))`, which the optimizer turns
-//! into a threshold); unbatched inputs with several samples; plus cases the
-//! micro-kernel must leave to the scalar loops (groups, ternary weights).
+//! into a threshold), a fused `table` (per channel or shared rows) or a
+//! fused `batchnorm` (f32 out); unbatched inputs with
+//! several samples; ternary weights, and RepConv convs and dense layers over
+//! a read-through `replicate` (the bit-plane cases: R planes, or fewer
+//! signed-digit planes with shifts); grouped convs whose groups are whole
+//! words; plus cases the micro-kernel must leave to the scalar loops (groups
+//! of fewer channels, depthwise, groups over a replicate).
 //!
 //! Every case is compiled with the scalar kernels (`max_vector_bits(0)`, the
 //! oracle) and for each configuration: Cranelift for `native`,
@@ -52,15 +57,24 @@ enum Epi {
     /// `sign(batchnorm(acc))` with random statistics (zero and negative
     /// gammas): a threshold after the optimizer (opt level 1).
     SignBn,
+    /// `batchnorm(acc)` as the f32 output (the affine epilogue).
+    Bn,
+    /// `table(acc, t, lo=-6)` with `b1` rows of 13 entries, one per channel.
+    Table,
+    /// The same with one shared row.
+    TableShared,
 }
 
-const EPIS: [Epi; 6] = [
+const EPIS: [Epi; 9] = [
     Epi::Acc,
     Epi::Thr,
     Epi::ThrDir,
     Epi::Sign,
     Epi::SignBn,
     Epi::ThrShared,
+    Epi::Bn,
+    Epi::Table,
+    Epi::TableShared,
 ];
 
 struct Case {
@@ -69,6 +83,10 @@ struct Case {
     opt_level: u8,
     /// Whether the micro-kernel computes it (else the scalar loops).
     vector: bool,
+    /// Grouped convs: `(output channels per group, bits out)`; the
+    /// micro-kernel computes them when a group's channels are whole blocks
+    /// of V (whole tiles of `V * B` for bits out), the input's whole words.
+    groups: Option<(usize, bool)>,
 }
 
 /// The IR after `acc` and the optimization level the case needs.
@@ -95,6 +113,21 @@ fn epilogue(epi: Epi, o: usize) -> (String, u8) {
             ),
             1,
         ),
+        Epi::Table => (
+            format!("t = @t: b1[{o}, 13]\ny = table(acc, t, lo=-6)\noutput y\n"),
+            0,
+        ),
+        Epi::TableShared => (
+            "t = @t: b1[1, 13]\ny = table(acc, t, lo=-6)\noutput y\n".into(),
+            0,
+        ),
+        Epi::Bn => (
+            format!(
+                "g = @g: f32[{o}]\nb = @b: f32[{o}]\nm = @m: f32[{o}]\nv = @v: f32[{o}]\n\
+                 n = batchnorm(acc, g, b, m, v, eps=0.001)\noutput n\n"
+            ),
+            0,
+        ),
     }
 }
 
@@ -115,6 +148,7 @@ fn conv_grouped(
 ) -> Case {
     let (tail, opt_level) = epilogue(epi, o);
     let cg = c / groups;
+    let bits = !matches!(epi, Epi::Acc | Epi::Bn);
     Case {
         name: format!("conv_{name}_{epi:?}"),
         src: format!(
@@ -122,7 +156,8 @@ fn conv_grouped(
              acc = conv2d(x, w{attrs})\n{tail}"
         ),
         opt_level,
-        vector: groups == 1,
+        vector: groups == 1 || cg.is_multiple_of(64),
+        groups: (groups > 1).then_some((o / groups, bits)),
     }
 }
 
@@ -135,6 +170,7 @@ fn dense(name: &str, k: usize, o: usize, epi: Epi) -> Case {
         ),
         opt_level,
         vector: true,
+        groups: None,
     }
 }
 
@@ -286,7 +322,8 @@ fn cases() -> Vec<Case> {
     }
     // Unbatched inputs with several rows / samples: every kernel loops over
     // the first dimension (the scalar loops once looped over the run-time
-    // batch, 1 for an unbatched tensor, and computed only the first row).
+    // batch, 1 for an unbatched tensor, and computed only the first row);
+    // 5 samples are a tile of samples and one more.
     for (name, src) in [
         (
             "dense_unbatched",
@@ -294,7 +331,7 @@ fn cases() -> Vec<Case> {
         ),
         (
             "conv_unbatched",
-            "model kb\ninput x: b1[3, 5, 6, 65]\nw = @w: b1[9, 3, 3, 65]\n\
+            "model kb\ninput x: b1[5, 5, 6, 65]\nw = @w: b1[9, 3, 3, 65]\n\
              acc = conv2d(x, w, padding=1, pad_value=-1)\ny = sign(acc)\noutput y\n",
         ),
     ] {
@@ -303,25 +340,164 @@ fn cases() -> Vec<Case> {
             src: src.into(),
             opt_level: 0,
             vector: true,
+            groups: None,
         });
     }
-    // The scalar loops keep what the micro-kernel does not compute.
-    v.push(conv_grouped(
-        "groups2",
-        [5, 6, 64],
-        8,
-        [3, 3],
-        ", padding=1, pad_value=+1, groups=2",
-        Epi::Acc,
-        2,
-    ));
+    // Ternary weights (sign and nonzero planes) and RepConv convs over
+    // `replicate(x, times=R)` read as x (R planes, or fewer signed-digit
+    // planes with shifts for R = 3, 5, 6, 7), with every pad value and
+    // epilogue; ternary weights over a replicate.
+    let pads = ["+1", "-1", "0"];
+    for (i, (c, o, ty, reps)) in [
+        (63, 17, "ternary", 1),
+        (130, 9, "ternary", 1),
+        (64, 33, "ternary", 1),
+        (40, 13, "b1", 2),
+        (65, 7, "b1", 3),
+        (64, 18, "b1", 4),
+        (20, 16, "b1", 5),
+        (33, 11, "b1", 7),
+        (40, 9, "ternary", 2),
+        (65, 5, "ternary", 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let epi = EPIS[i % EPIS.len()];
+        let pad = pads[i % pads.len()];
+        let (tail, opt_level) = epilogue(epi, o);
+        let (h, w) = sizes[i % sizes.len()];
+        let (xin, cin) = if reps == 1 {
+            (String::new(), c)
+        } else {
+            (format!("xr = replicate(x, times={reps})\n"), reps * c)
+        };
+        let xname = if reps == 1 { "x" } else { "xr" };
+        let stride = if i % 4 == 3 { ", stride=2" } else { "" };
+        v.push(Case {
+            name: format!("conv_{ty}_r{reps}_c{c}_o{o}_pad{pad}_{epi:?}"),
+            src: format!(
+                "model kb\ninput x: b1[N, {h}, {w}, {c}]\n{xin}w = @w: {ty}[{o}, 3, 3, {cin}]\n\
+                 acc = conv2d({xname}, w, padding=1, pad_value={pad}{stride})\n{tail}"
+            ),
+            opt_level,
+            vector: true,
+            groups: None,
+        });
+    }
+    for (k, o, ty, reps, epi) in [
+        (70, 9, "ternary", 1, Epi::Acc),
+        (200, 33, "ternary", 1, Epi::ThrDir),
+        (64, 17, "b1", 3, Epi::Thr),
+        (50, 8, "b1", 2, Epi::Acc),
+        (65, 10, "ternary", 2, Epi::Sign),
+    ] {
+        let (tail, opt_level) = epilogue(epi, o);
+        let (xin, kin, xname) = if reps == 1 {
+            (String::new(), k, "x")
+        } else {
+            (format!("xr = replicate(x, times={reps})\n"), reps * k, "xr")
+        };
+        v.push(Case {
+            name: format!("dense_{ty}_r{reps}_k{k}_o{o}_{epi:?}"),
+            src: format!(
+                "model kb\ninput x: b1[N, {k}]\n{xin}w = @w: {ty}[{o}, {kin}]\n\
+                 acc = dense({xname}, w)\n{tail}"
+            ),
+            opt_level,
+            vector: true,
+            groups: None,
+        });
+    }
+    // Groups: whole words per group (a micro-kernel where a group's output
+    // channels are whole blocks, or tiles for bits out), and groups the
+    // scalar loops keep: channels not whole words, depthwise, over a
+    // replicate.
+    for (name, x, o, k, attrs, epi, groups) in [
+        (
+            "g2",
+            [5, 6, 128],
+            16,
+            [3, 3],
+            ", padding=1, pad_value=+1",
+            Epi::Acc,
+            2,
+        ),
+        (
+            "g4_bits",
+            [4, 7, 256],
+            64,
+            [3, 3],
+            ", padding=1, pad_value=-1",
+            Epi::Thr,
+            4,
+        ),
+        (
+            "g2_o12",
+            [5, 6, 128],
+            24,
+            [3, 3],
+            ", padding=1, pad_value=0",
+            Epi::ThrDir,
+            2,
+        ),
+        (
+            "g2_bn_s2",
+            [7, 8, 128],
+            32,
+            [3, 3],
+            ", stride=2, padding=1, pad_value=+1",
+            Epi::Bn,
+            2,
+        ),
+        ("g3_pw", [4, 5, 192], 48, [1, 1], "", Epi::Sign, 3),
+        (
+            "g2_c64",
+            [5, 6, 64],
+            8,
+            [3, 3],
+            ", padding=1, pad_value=+1",
+            Epi::Acc,
+            2,
+        ),
+        (
+            "depthwise",
+            [5, 6, 64],
+            64,
+            [3, 3],
+            ", padding=1, pad_value=-1",
+            Epi::Thr,
+            64,
+        ),
+    ] {
+        v.push(conv_grouped(
+            name,
+            x,
+            o,
+            k,
+            &format!("{attrs}, groups={groups}"),
+            epi,
+            groups,
+        ));
+    }
     v.push(Case {
-        name: "dense_ternary".into(),
-        src:
-            "model kb\ninput x: b1[N, 70]\nw = @w: ternary[9, 70]\nacc = dense(x, w)\noutput acc\n"
-                .into(),
+        name: "conv_ternary_g2".into(),
+        src: "model kb\ninput x: b1[N, 5, 6, 128]\nw = @w: ternary[16, 3, 3, 64]\n\
+              acc = conv2d(x, w, padding=1, pad_value=-1, groups=2)\noutput acc\n"
+            .into(),
+        opt_level: 0,
+        vector: true,
+        groups: Some((8, false)),
+    });
+    v.push(Case {
+        name: "conv_groups_over_replicate".into(),
+        src: "model kb\ninput x: b1[N, 5, 6, 32]\nxr = replicate(x, times=2)\n\
+              w = @w: b1[8, 3, 3, 32]\nacc = conv2d(xr, w, padding=1, pad_value=-1, groups=2)\n\
+              output acc\n"
+            .into(),
         opt_level: 0,
         vector: false,
+        groups: None,
     });
     v
 }
@@ -449,6 +625,23 @@ fn micro_kernel_lanes(j: &JitModel) -> Option<u16> {
     lanes
 }
 
+/// A `batchnorm` of the accumulator output (opt level 0) is no kernel of
+/// its own: the dot kernel stores it, with the micro-kernel's affine
+/// epilogue (its constants `b1dot_bn_*`) where the micro-kernel runs.
+fn assert_batchnorm_fused(case: &Case, j: &JitModel, micro: bool) {
+    if !case.name.ends_with("_Bn") {
+        return;
+    }
+    let m = &j.compiled().lowered.module;
+    assert!(
+        m.functions.iter().all(|f| !f.name.contains("batchnorm")),
+        "{}: a batchnorm kernel of its own",
+        case.name
+    );
+    let affine = m.data.iter().any(|d| d.name.contains("b1dot_bn_mean"));
+    assert_eq!(affine, micro, "{}: the affine epilogue", case.name);
+}
+
 /// Output buffers after a run on garbage-filled outputs and workspace.
 fn run_raw(j: &JitModel, inputs: &[Tensor], batch: usize) -> Vec<Vec<u64>> {
     let l = &j.compiled().lowered;
@@ -493,6 +686,7 @@ fn micro_kernels_match_the_scalar_kernels_and_the_interpreter() {
             "{}: the oracle has vectors",
             case.name
         );
+        assert_batchnorm_fused(&case, &oracle, false);
         let jits: Vec<(String, JitModel)> = configs
             .iter()
             .map(|c| {
@@ -504,12 +698,20 @@ fn micro_kernels_match_the_scalar_kernels_and_the_interpreter() {
                         tile: c.tile,
                         ..LowerOptions::max_vector_bits(c.backend.max_vector_bits())
                     };
-                    MicroKernel::choose(&c.target, &lo).map(|mk| {
-                        if let Some(t) = c.tile {
-                            assert_eq!(mk.tile(), t, "{label}: the tile asked for");
-                        }
-                        mk.lanes as u16
-                    })
+                    MicroKernel::choose(&c.target, &lo)
+                        .filter(|mk| match case.groups {
+                            None => true,
+                            Some((og, bits)) => {
+                                og.is_multiple_of(mk.lanes)
+                                    && (!bits || og.is_multiple_of(mk.lanes * mk.blocks))
+                            }
+                        })
+                        .map(|mk| {
+                            if let Some(t) = c.tile {
+                                assert_eq!(mk.tile(), t, "{label}: the tile asked for");
+                            }
+                            mk.lanes as u16
+                        })
                 } else {
                     None
                 };
@@ -519,6 +721,7 @@ fn micro_kernels_match_the_scalar_kernels_and_the_interpreter() {
                     "{}: {label}: micro-kernel lanes",
                     case.name
                 );
+                assert_batchnorm_fused(&case, &j, want.is_some());
                 (label, j)
             })
             .collect();
@@ -654,6 +857,49 @@ fn znver4_conv_uses_zmm_vpopcntq_in_its_loops_and_haswell_no_zmm() {
             .any(|(in_loop, l)| *in_loop && l.contains("ymm")),
         "haswell: no 256-bit vectors in the loops:\n{hsw}"
     );
+}
+
+/// The AVX2 instance (V = 4) counts bits with the nibble table: `vpshufb`
+/// on ymm and `vpsadbw` inside its loops; the NEON instance (V = 2) with
+/// `cnt` and widening pairwise adds (`uaddlp`, or `uadalp` accumulating;
+/// Neoverse N1 also sums bytes with `udot`), for `b1` and ternary weights.
+#[test]
+fn avx2_and_neon_instances_use_their_popcount_sequences() {
+    if !Backend::Llvm.available() {
+        let why = "LLVM is not built in (run with --features bnnc/llvm)";
+        assert!(!ci(), "CI=true: {why}");
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let tern = model(&Case {
+        name: "asm_ternary".into(),
+        src: "model kb\ninput x: b1[N, 8, 8, 64]\nw = @w: ternary[64, 3, 3, 64]\n\
+              acc = conv2d(x, w, padding=1, pad_value=+1)\ny = sign(acc)\noutput y\n"
+            .into(),
+        opt_level: 0,
+        vector: true,
+        groups: None,
+    });
+    for m in [conv3x3_64(), tern] {
+        let hsw = llvm_asm(&m, "x86_64:haswell");
+        let lines = lines_in_loops(&hsw);
+        for op in ["vpshufb", "vpsadbw"] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|(in_loop, l)| *in_loop && l.starts_with(op) && l.contains("ymm")),
+                "haswell: no {op} on ymm in the loops:\n{hsw}"
+            );
+        }
+        for cpu in ["cortex-a72", "neoverse-n1"] {
+            let arm = llvm_asm(&m, &format!("aarch64:{cpu}"));
+            let has = |op: &str| arm.lines().any(|l| l.split_whitespace().next() == Some(op));
+            assert!(
+                has("cnt") && (has("uaddlp") || has("uadalp")),
+                "aarch64 {cpu}: no cnt with widening pairwise adds:\n{arm}"
+            );
+        }
+    }
 }
 
 /// The micro-kernel each target gets, and the backend's limit over it.

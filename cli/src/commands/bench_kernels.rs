@@ -32,8 +32,11 @@ when other jobs slow the machine down between runs. Kernels:
   conv3x3-256    3x3 conv 256 -> 256 on 14x14, padding 1 (pad_value=+1), bits out
   conv3x3-s2     3x3 conv 128 -> 256 on 28x28, stride 2, padding 1 (pad_value=+1), bits out
   conv1x1        1x1 conv 256 -> 256 on 28x28, bits out
+  conv3x3-ternary  conv3x3 with ternary weights (a sign and a nonzero plane)
+  conv3x3-repconv  conv3x3 over replicate(x, times=2) of 32 channels (RepConv, 2 planes)
   dense          dense 4096 -> 1000 at batch 1, i32 out
   gemm           dense 256 x 256 x 4096 (batch 256), i32 out
+A ternary or RepConv layer counts the bit-MACs of the b1 layer of the same shape. \
 Only the compiled entry point is timed (inputs are packed beforehand); each configuration \
 runs once to warm up, then --runs times, and the median is reported. Outputs are checked to \
 be identical across all configurations.";
@@ -85,6 +88,10 @@ pub enum KernelKind {
     Conv3x3Stride2,
     #[value(name = "conv1x1")]
     Conv1x1,
+    #[value(name = "conv3x3-ternary")]
+    Conv3x3Ternary,
+    #[value(name = "conv3x3-repconv")]
+    Conv3x3RepConv,
     Dense,
     Gemm,
 }
@@ -126,10 +133,34 @@ fn conv(
     s: usize,
     a: &BenchKernelsArgs,
 ) -> Result<Kernel, CliError> {
+    conv_of(name, hw, c, o, k, s, "b1", 1, a)
+}
+
+/// [`conv`] with weights of type `wty` (`b1` or `ternary`), over
+/// `replicate(x, times=reps)` of `c / reps` input channels when `reps > 1`
+/// (RepConv).
+#[allow(clippy::too_many_arguments)]
+fn conv_of(
+    name: &'static str,
+    hw: usize,
+    c: usize,
+    o: usize,
+    k: usize,
+    s: usize,
+    wty: &str,
+    reps: usize,
+    a: &BenchKernelsArgs,
+) -> Result<Kernel, CliError> {
     let p = k / 2;
+    let (xin, xr, c0) = if reps > 1 {
+        (format!("xr = replicate(x, times={reps})\n"), "xr", c / reps)
+    } else {
+        (String::new(), "x", c)
+    };
     let src = format!(
-        "model bench_{k}x{k}_{c}_{o}_{hw}_s{s}\ninput x: b1[N, {hw}, {hw}, {c}]\nw = @w: b1[{o}, {k}, {k}, {c}]\n\
-         acc = conv2d(x, w, stride={s}, padding={p}, pad_value=+1)\nt = @t: i32[{o}, 1]\n\
+        "model bench_{k}x{k}_{c}_{o}_{hw}_s{s}_{wty}_r{reps}\ninput x: b1[N, {hw}, {hw}, {c0}]\n{xin}\
+         w = @w: {wty}[{o}, {k}, {k}, {c}]\n\
+         acc = conv2d({xr}, w, stride={s}, padding={p}, pad_value=+1)\nt = @t: i32[{o}, 1]\n\
          y = threshold(acc, t)\noutput y\n"
     );
     let n = a.conv_batch as usize;
@@ -162,7 +193,16 @@ fn dense(
 
 fn kernels(a: &BenchKernelsArgs) -> Result<Vec<Kernel>, CliError> {
     use KernelKind::*;
-    let all = [Conv3x3, Conv3x3Wide, Conv3x3Stride2, Conv1x1, Dense, Gemm];
+    let all = [
+        Conv3x3,
+        Conv3x3Wide,
+        Conv3x3Stride2,
+        Conv1x1,
+        Conv3x3Ternary,
+        Conv3x3RepConv,
+        Dense,
+        Gemm,
+    ];
     let chosen: &[KernelKind] = if a.kernel.is_empty() { &all } else { &a.kernel };
     all.iter()
         .filter(|k| chosen.contains(k))
@@ -171,6 +211,28 @@ fn kernels(a: &BenchKernelsArgs) -> Result<Vec<Kernel>, CliError> {
             Conv3x3Wide => conv("conv 3x3 256->256 14x14", 14, 256, 256, 3, 1, a),
             Conv3x3Stride2 => conv("conv 3x3 128->256 28x28 s2", 28, 128, 256, 3, 2, a),
             Conv1x1 => conv("conv 1x1 256->256 28x28", 28, 256, 256, 1, 1, a),
+            Conv3x3Ternary => conv_of(
+                "conv 3x3 64->64 56x56 ternary",
+                56,
+                64,
+                64,
+                3,
+                1,
+                "ternary",
+                1,
+                a,
+            ),
+            Conv3x3RepConv => conv_of(
+                "conv 3x3 2x32->64 56x56 repconv",
+                56,
+                64,
+                64,
+                3,
+                1,
+                "b1",
+                2,
+                a,
+            ),
             Dense => dense("dense 4096->1000 batch 1", 1, 4096, 1000, a),
             Gemm => dense("gemm 256x256x4096", 256, 4096, 256, a),
         })

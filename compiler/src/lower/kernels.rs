@@ -11,6 +11,7 @@ use bnnc_kir::build::*;
 use bnnc_kir::{BinOp, CmpOp, DataId, Expr, Ty, UnOp};
 
 use super::emit::*;
+use super::kernel::BnParams;
 use super::{kernel, pack_bits, sample_elems, Cx, LowerError, Storage};
 
 type R = Result<(), LowerError>;
@@ -90,6 +91,7 @@ pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
         Op::Sign { .. } | Op::Threshold | Op::Table { .. } if cx.fused.contains(&ins[0]) => {
             fused_dot(cx, v, ins[0], out)
         }
+        Op::BatchNorm { .. } if cx.fused.contains(&ins[0]) => fused_affine(cx, v, ins[0], out),
         Op::Table { lo } => table(cx, v, &ins, *lo, out),
         Op::Fill { value, to } => fill(cx, v, *value, *to, out),
         Op::Sign { .. } => match elem(0) {
@@ -128,23 +130,10 @@ pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
             }
             _ => Err(cx.unsupported(v, &[])),
         },
-        Op::BatchNorm { eps } => {
-            let params = const_params(cx, v, &ins[1..])?;
-            let denom: Vec<f32> = params[3].iter().map(|&var| (var + eps).sqrt()).collect();
-            let (mean, gamma, beta) = (
-                cx.data_f32("bn_mean", &params[2]),
-                cx.data_f32("bn_gamma", &params[0]),
-                cx.data_f32("bn_beta", &params[1]),
-            );
-            let den = cx.data_f32("bn_denom", &denom);
+        Op::BatchNorm { .. } => {
+            let bn = Affine::data(cx, &bn_params(cx, v)?);
             map(cx, v, ins[0], out, "batchnorm", move |_, x, c| {
-                // y = (x - mean) / sqrt(var + eps) * gamma + beta, in this order.
-                let centered = fsub(x, load_data_f32(mean, c.clone()));
-                let normed = fdiv(centered, load_data_f32(den, c.clone()));
-                fadd(
-                    fmul(normed, load_data_f32(gamma, c.clone())),
-                    load_data_f32(beta, c),
-                )
+                bn.apply(x, c)
             })
         }
         Op::Add | Op::Sub | Op::Mul => broadcast(cx, v, &ins, out),
@@ -776,6 +765,76 @@ enum Epilogue {
     /// Store one bit per output channel (1 = -1 where the threshold is not
     /// passed): a `threshold` or `sign` fused into the kernel.
     Bits(Thr),
+    /// Store the `f32` of a `batchnorm` fused into the kernel.
+    Affine(Affine),
+}
+
+/// The constants of `batchnorm` node `v`.
+fn bn_params(cx: &Cx, v: ValueId) -> Result<BnParams, LowerError> {
+    let node = cx.model.graph.node(v);
+    let Op::BatchNorm { eps } = node.op else {
+        return Err(LowerError::Internal("not a batchnorm".into()));
+    };
+    let mut params = const_params(cx, v, &node.inputs[1..])?;
+    let den = params[3].iter().map(|&var| (var + eps).sqrt()).collect();
+    let mean = std::mem::take(&mut params[2]);
+    let beta = std::mem::take(&mut params[1]);
+    let gamma = std::mem::take(&mut params[0]);
+    Ok(BnParams {
+        mean,
+        den,
+        gamma,
+        beta,
+    })
+}
+
+/// [`BnParams`] in data, `f32 [C]` each.
+#[derive(Clone, Copy)]
+struct Affine {
+    mean: DataId,
+    den: DataId,
+    gamma: DataId,
+    beta: DataId,
+}
+
+impl Affine {
+    fn data(cx: &mut Cx, bn: &BnParams) -> Affine {
+        Affine {
+            mean: cx.data_f32("bn_mean", &bn.mean),
+            den: cx.data_f32("bn_denom", &bn.den),
+            gamma: cx.data_f32("bn_gamma", &bn.gamma),
+            beta: cx.data_f32("bn_beta", &bn.beta),
+        }
+    }
+
+    /// The batch-norm of f32 `x` in channel `c`, as [`BnParams::apply`].
+    fn apply(&self, x: Expr, c: Expr) -> Expr {
+        let centered = fsub(x, load_data_f32(self.mean, c.clone()));
+        let normed = fdiv(centered, load_data_f32(self.den, c.clone()));
+        fadd(
+            fmul(normed, load_data_f32(self.gamma, c.clone())),
+            load_data_f32(self.beta, c),
+        )
+    }
+}
+
+/// Lowers `batchnorm` node `v` together with its fused accumulator `acc` (a
+/// binary conv/dense): the micro-kernel's affine epilogue, else the scalar
+/// loops storing each output's batch-norm.
+fn fused_affine(cx: &mut Cx, v: ValueId, acc: ValueId, out: usize) -> R {
+    let bn = bn_params(cx, v)?;
+    if micro_dot(cx, acc, out, kernel::DotEpilogue::Affine(bn))? {
+        return Ok(());
+    }
+    let bn = Affine::data(cx, &bn_params(cx, v)?);
+    let a = cx.model.graph.node(acc).clone();
+    match &a.op {
+        Op::Dense => dense_b1(cx, acc, &a.inputs, out, Epilogue::Affine(bn)),
+        Op::Conv2d(attrs) => conv_b1(cx, acc, &a.inputs, attrs, out, Epilogue::Affine(bn)),
+        _ => Err(LowerError::Internal(
+            "fused accumulator is not a binary dot".into(),
+        )),
+    }
 }
 
 /// A per-channel threshold over an `i32` accumulator: passed when
@@ -1002,6 +1061,17 @@ pub(crate) fn fusable(cx: &Cx, v: ValueId, users: &[Vec<ValueId>]) -> Vec<ValueI
     };
     let ok_consumer = match n.op {
         Op::Sign { .. } => cx.model.ty(x).elem == ElemType::I32,
+        // A batch-norm of the accumulator itself (not through a replicate).
+        Op::BatchNorm { .. } => {
+            return if cx.model.ty(x).elem == ElemType::I32
+                && n.inputs[1..].iter().all(|&i| cx.constant(i).is_some())
+                && binary_dot_used_once(cx, x, users)
+            {
+                vec![x]
+            } else {
+                vec![]
+            };
+        }
         Op::Threshold | Op::Table { .. } => {
             cx.model.ty(v).elem == ElemType::B1
                 && cx.model.ty(x).elem == ElemType::I32
@@ -1187,8 +1257,8 @@ fn dot_input(cx: &mut Cx, x: ValueId) -> Result<(usize, usize, usize), LowerErro
 /// The micro-kernels' epilogue for `threshold`/`sign` node `v` fused into
 /// a binary conv/dense with `o` output channels and read without replicas:
 /// one threshold per channel (a `sign`: 0; a `threshold`: its constant
-/// thresholds, shared or per channel, and directions). `None` (a `table`)
-/// keeps the scalar loops.
+/// thresholds, shared or per channel, and directions), or a `table`'s
+/// packed rows. `None` keeps the scalar loops.
 fn micro_epilogue(cx: &Cx, v: ValueId, o: usize) -> Option<kernel::DotEpilogue> {
     let n = cx.model.graph.node(v);
     let (t, down) = match n.op {
@@ -1207,17 +1277,28 @@ fn micro_epilogue(cx: &Cx, v: ValueId, o: usize) -> Option<kernel::DotEpilogue> 
             };
             (t, down)
         }
+        Op::Table { lo } => {
+            let t = cx.constant(n.inputs[1])?;
+            let (rows, r) = (t.dims[0], *t.dims.last()?);
+            let rows = pack_bits(&t.as_int()?, rows, r);
+            return Some(kernel::DotEpilogue::Table(kernel::TableBits {
+                lo,
+                r,
+                rows,
+            }));
+        }
         _ => return None,
     };
     (t.len() == o && down.len() == o)
         .then_some(kernel::DotEpilogue::Bits(kernel::Thresholds { t, down }))
 }
 
-/// The dispatcher of binary dot products: emits node `v` (a `b1 x b1`
-/// dense, or a conv with one group, constant weights, its input not a
-/// read-through replicate) with the target's micro-kernel and epilogue
-/// `epi`, and returns true; returns false, emitting nothing, when no
-/// micro-kernel applies (the caller emits the scalar loops).
+/// The dispatcher of binary dot products: emits node `v` (a dense, or a
+/// conv, over a `b1` input or a read-through replicate of one (then with
+/// one group), with constant `b1` or ternary weights) with the target's
+/// micro-kernel and epilogue `epi`, and returns true; returns false,
+/// emitting nothing, when no micro-kernel applies (the caller emits the
+/// scalar loops).
 fn micro_dot(
     cx: &mut Cx,
     v: ValueId,
@@ -1228,19 +1309,16 @@ fn micro_dot(
     let Some(w) = cx.constant(node.inputs[1]).cloned() else {
         return Ok(false);
     };
-    if w.elem != ElemType::B1 || cx.read_through.contains_key(&node.inputs[0]) {
-        return Ok(false);
-    }
-    // Rows of the weights' last axis: the tensor's own words when packed.
-    let Some(wv) = w.to_b1_words() else {
-        return Ok(false);
-    };
     let samples = dot_samples(cx.buf_ty(out));
-    let problem = match &node.op {
-        Op::Dense => kernel::B1Dot::dense(samples, w.dims[0], w.dims[1], epi),
-        Op::Conv2d(attrs) if attrs.groups == 1 => {
+    let (rows, k, mut problem) = match &node.op {
+        Op::Dense => (
+            w.dims[0],
+            w.dims[1],
+            kernel::B1Dot::dense(samples, w.dims[0], w.dims[1], epi),
+        ),
+        Op::Conv2d(attrs) => {
             let g = geom(cx, v, &node.inputs, attrs);
-            kernel::B1Dot {
+            let problem = kernel::B1Dot {
                 samples,
                 h: g.h,
                 w: g.w,
@@ -1250,17 +1328,93 @@ fn micro_dot(
                 kh: g.kh,
                 kw: g.kw,
                 c: g.cg,
+                groups: g.groups,
                 stride: attrs.stride,
                 dilation: attrs.dilation,
                 pad_top_left: [attrs.padding[0], attrs.padding[1]],
                 pad: attrs.effective_pad(),
                 epilogue: epi,
-            }
+            };
+            (g.o * g.kh * g.kw, g.cg, problem)
         }
         _ => return Ok(false),
     };
-    let x = cx.operand(node.inputs[0])?;
-    Ok(kernel::try_b1_dot(cx, &problem, &wv, x, out))
+    let (x, reps, c0) = dot_input(cx, node.inputs[0])?;
+    if reps > 1 && problem.groups > 1 {
+        return Ok(false);
+    }
+    let planes = match (w.elem, reps) {
+        // Rows of the weights' last axis: the tensor's own words when packed.
+        (ElemType::B1, 1) => match w.to_b1_words() {
+            Some(rows) => kernel::PlaneWeights::b1(rows.into_owned(), k, Storage::words(k)),
+            None => return Ok(false),
+        },
+        // A plane per replica of c0 bits, or one of the group's k bits.
+        (ElemType::B1 | ElemType::Ternary, _) if reps == 1 || reps * c0 == k => {
+            let Some(wv) = w.as_int() else {
+                return Ok(false);
+            };
+            let bits = if reps == 1 { k } else { c0 };
+            plane_weights(&wv, rows, reps, bits, w.elem == ElemType::Ternary)
+        }
+        _ => return Ok(false),
+    };
+    if reps > 1 {
+        problem.c = c0;
+    }
+    Ok(kernel::try_b1_dot(cx, &problem, &planes, x, out))
+}
+
+/// The bit planes of `rows` rows of `reps * c0` weights (±1, or -1/0/+1
+/// when `ternary`) read against `c0` input channels (`reps` > 1: a
+/// read-through `replicate`): one plane per replica, each its slice of the
+/// row, with the nonzero positions as masks when `ternary`; or, for ±1
+/// weights over 3, 5, 6, 7, .. replicas, the fewer signed-digit planes of
+/// [`ReplicaPlanes`].
+fn plane_weights(
+    w: &[i32],
+    rows: usize,
+    reps: usize,
+    c0: usize,
+    ternary: bool,
+) -> kernel::PlaneWeights {
+    let k = reps * c0;
+    let sums = (0..rows)
+        .map(|r| w[r * k..][..k].iter().map(|&x| i64::from(x)).sum())
+        .collect();
+    let combined = (!ternary && reps > 1)
+        .then(|| ReplicaPlanes::new(w, rows, reps, c0))
+        .flatten();
+    if let Some(pl) = combined {
+        let coef = (pl.coef_sum() * c0) as i64;
+        return kernel::PlaneWeights {
+            planes: pl.shifts.len(),
+            shifts: pl.shifts,
+            sign: pl.bits,
+            mask: None,
+            terms: vec![coef; rows],
+            sums,
+        };
+    }
+    // [row][replica][c0] is the row-major order of `rows * reps` rows of c0.
+    let sign = pack_bits(w, rows * reps, c0);
+    let (mask, terms) = if ternary {
+        let (mask, counts) = ternary_planes(w, rows, k);
+        (
+            Some(pack_bits(&mask, rows * reps, c0)),
+            counts.iter().map(|&n| i64::from(n)).collect(),
+        )
+    } else {
+        (None, vec![k as i64; rows])
+    };
+    kernel::PlaneWeights {
+        planes: reps,
+        shifts: vec![0; reps],
+        sign,
+        mask,
+        terms,
+        sums,
+    }
 }
 
 /// The samples of a binary conv/dense output: the batch, or the first
@@ -1302,6 +1456,10 @@ fn fused_dot(cx: &mut Cx, v: ValueId, x: ValueId, out: usize) -> R {
 
 /// Dense `f32 x {f32, b1, ternary}`: weights as f32 (±1 / 0 exactly).
 fn dense_f32(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize) -> R {
+    // The target's f32 micro-kernel, if it covers this layer.
+    if kernel::try_f32_conv(cx, v, out)? {
+        return Ok(());
+    }
     let w = cx
         .constant(ins[1])
         .cloned()
@@ -1387,7 +1545,7 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
     let acc = fb.var("pc", Ty::I64);
     let owords = match epi {
         Epilogue::Bits(thr) => thr.out_words(o),
-        Epilogue::Acc => Storage::words(o),
+        Epilogue::Acc | Epilogue::Affine(_) => Storage::words(o),
     };
     fb.for_("n", i64c(0), leading(&ty, &batch), |fb, n| {
         if let Epilogue::Bits(_) = epi {
@@ -1433,6 +1591,10 @@ fn dense_b1(cx: &mut Cx, v: ValueId, ins: &[ValueId], out: usize, epi: Epilogue)
             let y = to_i32(sub(terms, mul(i64c(2), var(acc))));
             match epi {
                 Epilogue::Acc => fb.store(at4(&p[1], add(mul(n.clone(), c64(o)), oi)), y),
+                Epilogue::Affine(bn) => fb.store(
+                    at4(&p[1], add(mul(n.clone(), c64(o)), oi.clone())),
+                    bn.apply(i2f(y), oi),
+                ),
                 Epilogue::Bits(thr) => {
                     thr.store_bits(fb, &p[1], mul(n.clone(), c64(owords)), y, &oi, o)
                 }
@@ -1535,6 +1697,10 @@ fn conv_f32(
     attrs: &bnnc_ir::Conv2dAttrs,
     out: usize,
 ) -> R {
+    // The target's f32 micro-kernel, if it covers this convolution.
+    if kernel::try_f32_conv(cx, v, out)? {
+        return Ok(());
+    }
     let w = cx
         .constant(ins[1])
         .cloned()
@@ -1803,7 +1969,7 @@ fn conv_b1(
     let pc = fb.var("pc", Ty::I64);
     let owords = match epi {
         Epilogue::Bits(thr) => thr.out_words(g.o),
-        Epilogue::Acc => Storage::words(g.o),
+        Epilogue::Acc | Epilogue::Affine(_) => Storage::words(g.o),
     };
     let p1 = p[1].clone();
     let pixel = move |fb: &mut Fb, pix: Expr| {
@@ -1948,6 +2114,9 @@ fn conv_b1(
         );
         match epi {
             Epilogue::Acc => fb.store(at4(&p[1], oi), to_i32(var(acc))),
+            Epilogue::Affine(bn) => {
+                fb.store(at4(&p[1], oi), bn.apply(i2f(to_i32(var(acc))), o.clone()))
+            }
             Epilogue::Bits(thr) => {
                 let pix = add(
                     mul(add(mul(n.clone(), c64(g.oh)), oy.clone()), c64(g.ow)),

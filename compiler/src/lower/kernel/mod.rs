@@ -1,20 +1,30 @@
-//! The target-aware kernel layer, first step: binary dot products.
+//! The target-aware kernel layer, first family: bit-plane dot products.
 //!
-//! Lowering describes a `b1 x b1` convolution (one group) or dense layer as a
-//! [`B1Dot`] problem; this layer picks a [`MicroKernel`] for the target (and
-//! the backend's vector limit, [`LowerOptions`]), packs the weights in the
-//! layout that kernel reads ([`layout::OcBlocked`]) and emits it in kir. When
-//! no micro-kernel applies (another target, ternary weights, groups,
-//! replicas, tables, thresholds read through a replicate) lowering keeps its
-//! scalar loop nests, which are also the reference every micro-kernel is
-//! tested against, bit for bit (`compiler/tests/kernels_b1.rs`).
+//! Lowering describes a binary convolution (one group) or dense layer as a
+//! [`B1Dot`] problem and its weights as [`PlaneWeights`]: `b1` weights are
+//! one sign plane; ternary weights a sign plane and a nonzero plane; a
+//! RepConv conv over a read-through `replicate(x, times=b)` is read as x
+//! with one plane per replica, or fewer signed-digit planes with shifts.
+//! This layer picks a [`MicroKernel`] for the target (and the backend's
+//! vector limit, [`LowerOptions`]), packs the planes in the layout that
+//! kernel reads ([`layout::OcBlocked`]) and emits it in kir, with the
+//! epilogue fused: the `i32` accumulator, thresholds to packed bits, or a
+//! batch-norm to `f32`, or a table to packed bits ([`DotEpilogue`]).
+//! Convolutions with groups are covered when each group's input channels
+//! are whole 64-bit words and its output channels whole blocks. When no
+//! micro-kernel applies (another target, groups of fewer channels or
+//! depthwise, thresholds read through a replicate, groups over a replicate)
+//! lowering keeps its scalar loop nests, which are also the reference
+//! every micro-kernel is tested against, bit for bit
+//! (`compiler/tests/kernels_b1.rs`).
 //!
-//! One family so far, "b1 dot, vectorized across output channels"
+//! The family, "bit-plane dot, vectorized across output channels"
 //! ([`b1_dot`]): a tile of `P` output pixels x `B` blocks of `V` output
 //! channels held in `P * B` vector accumulators of `V` i64 lanes; V = 8, 4,
 //! 2 or 1 by [`MicroKernel::lanes`], the tile by [`MicroKernel::choose`].
 
 mod b1_dot;
+pub mod f32_conv;
 pub mod layout;
 
 use bnnc_ir::PadValue;
@@ -22,8 +32,9 @@ use bnnc_kir::target::{Arch, Target};
 
 use super::{Cx, LowerOptions};
 
-/// A binary dot-product node as the micro-kernels see it: a `b1 x b1`
-/// convolution with one group, or a dense layer (1x1 pixels and taps).
+/// A binary dot-product node as the micro-kernels see it: a convolution or
+/// a dense layer (1x1 pixels and taps), its weights given as bit planes
+/// ([`PlaneWeights`]).
 ///
 /// Buffers: the input is packed `b1` NHWC, `words(c)` 64-bit words per pixel
 /// (bit `ch % 64` of word `ch / 64` set for -1; tail bits 0), pixel
@@ -51,8 +62,13 @@ pub struct B1Dot {
     /// Kernel rows and columns (1 and 1 for dense).
     pub kh: usize,
     pub kw: usize,
-    /// Input channels: the bits of one tap (dense: K).
+    /// Input channels of one group: the bits of one tap (dense: K).
     pub c: usize,
+    /// Convolution groups: output channel `ch` reads input channels
+    /// `g*c .. (g+1)*c` of each pixel, `g = ch / (o / groups)`. With more
+    /// than one group, `c` is a multiple of 64 (each group's channels are
+    /// whole words of the pixel's `groups * c / 64`).
+    pub groups: usize,
     /// `[sh, sw]`.
     pub stride: [usize; 2],
     /// `[dh, dw]`.
@@ -81,6 +97,43 @@ pub enum DotEpilogue {
     /// Store one bit per output channel: a fused `threshold` (one threshold
     /// per channel) or `sign`.
     Bits(Thresholds),
+    /// Store the `f32` batch-norm of the accumulator ([`BnParams`]).
+    Affine(BnParams),
+    /// Store one bit per output channel from a fused `table` with `b1`
+    /// values ([`TableBits`]).
+    Table(TableBits),
+}
+
+/// A `table(acc, t, lo)` with `b1` entries: channel `ch`'s bit is entry
+/// `clamp(y - lo, 0, r - 1)` of its row (set for -1). `rows` holds one row
+/// per output channel, or one shared row, each packed like a `b1` tensor's
+/// row of `r` entries (`ceil(r / 64)` words, bit k of word k / 64).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableBits {
+    pub lo: i32,
+    pub r: usize,
+    pub rows: Vec<u64>,
+}
+
+/// A `batchnorm` fused into a dot kernel, per output channel `c`: the
+/// `f32` output is `(y - mean) / den * gamma + beta` with `y` the `i32`
+/// accumulator converted to f32 (round to nearest even) and `den` the f32
+/// `sqrt(var + eps)`, in this order, each operation rounded (no fused
+/// multiply-add): the op's exact value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BnParams {
+    pub mean: Vec<f32>,
+    pub den: Vec<f32>,
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+}
+
+impl BnParams {
+    fn len_is(&self, o: usize) -> bool {
+        [&self.mean, &self.den, &self.gamma, &self.beta]
+            .iter()
+            .all(|v| v.len() == o)
+    }
 }
 
 /// Per output channel `ch`: the bit is set (the value -1) where the
@@ -105,6 +158,7 @@ impl B1Dot {
             kh: 1,
             kw: 1,
             c,
+            groups: 1,
             stride: [1, 1],
             dilation: [1, 1],
             pad_top_left: [0, 0],
@@ -164,6 +218,11 @@ impl B1Dot {
         let ok_epi = match &self.epilogue {
             DotEpilogue::Acc => true,
             DotEpilogue::Bits(t) => t.t.len() == self.o && t.down.len() == self.o,
+            DotEpilogue::Affine(bn) => bn.len_is(self.o),
+            DotEpilogue::Table(t) => {
+                let wpr = t.r.div_ceil(64);
+                t.r > 0 && (t.rows.len() == wpr || t.rows.len() == wpr * self.o)
+            }
         };
         ok_epi
             && self.o > 0
@@ -173,6 +232,21 @@ impl B1Dot {
             && self.h > 0
             && self.w > 0
             && self.k() <= 1 << 30
+            && self.groups > 0
+            && self.o.is_multiple_of(self.groups)
+            && (self.groups == 1 || self.c.is_multiple_of(64))
+    }
+
+    /// Whether micro-kernel `mk` computes this problem: one group, or
+    /// groups whose output channels are whole blocks of V (and, for bits
+    /// out, whole tiles of `V * B`, so each tile's bits lie in one word).
+    fn fits_kernel(&self, mk: &MicroKernel) -> bool {
+        let og = self.o / self.groups;
+        let unit = match self.epilogue {
+            DotEpilogue::Bits(_) | DotEpilogue::Table(_) => mk.lanes * mk.blocks,
+            _ => mk.lanes,
+        };
+        self.groups == 1 || og.is_multiple_of(unit)
     }
 }
 
@@ -322,18 +396,122 @@ impl MicroKernel {
     }
 }
 
-/// Emits `problem` (weights `w`: `[o][kh][kw][c]` packed by rows of `c`
-/// channels, as a `b1` tensor's words: [`bnnc_ir::tensor`]) as one kernel
-/// reading buffer `x` and writing buffer `out`, with the micro-kernel the
-/// target gets. Returns false, emitting nothing, when there is none or the
-/// problem does not fit it; the caller then emits its scalar loops.
-pub(crate) fn try_b1_dot(cx: &mut Cx, problem: &B1Dot, w: &[u64], x: usize, out: usize) -> bool {
+/// The weights of a bit-plane dot: per output channel and tap, `planes`
+/// rows of `words` words over the `c` input channels of a tap (bit `c % 64`
+/// of word `c / 64`, tail bits 0), each plane `j` with a shift `k_j`:
+///
+/// - `sign`: `[o][tap][plane][word]`, a bit set where the plane's weight
+///   is -1;
+/// - `mask`: the same layout, a bit set where the weight is nonzero
+///   (ternary weights), or `None` when every weight is ±1;
+///
+/// so an in-bounds tap adds `sum_j 2^k_j (nnz_j - 2 popcount((x xor s_j)
+/// and m_j))` to the accumulator, `nnz_j` the plane's nonzero weights
+/// (`terms[ch][tap] = sum_j 2^k_j nnz_j`), and a padded tap adds `pad *
+/// sums[ch][tap]`, the sum of the tap's real weights.
+///
+/// One plane with no mask is a `b1` weight; one plane with a mask a
+/// ternary weight; `b` planes of `C0` bits a RepConv conv over
+/// `replicate(x, times=b)` read as x (plane r is replica r's slice of the
+/// weights), or fewer signed-digit planes with shifts (the replicas'
+/// combined weights `sum_j 2^k_j s_j`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlaneWeights {
+    pub planes: usize,
+    pub shifts: Vec<u32>,
+    pub sign: Vec<u64>,
+    pub mask: Option<Vec<u64>>,
+    pub terms: Vec<i64>,
+    pub sums: Vec<i64>,
+}
+
+impl PlaneWeights {
+    /// `b1` weights: `o * taps` rows of `words` words (a `b1` tensor's
+    /// packed rows of `c` channels).
+    pub fn b1(rows: Vec<u64>, c: usize, words: usize) -> PlaneWeights {
+        let sums = if words == 0 {
+            Vec::new()
+        } else {
+            rows.chunks_exact(words)
+                .map(|r| c as i64 - 2 * r.iter().map(|x| i64::from(x.count_ones())).sum::<i64>())
+                .collect()
+        };
+        PlaneWeights {
+            planes: 1,
+            shifts: vec![0],
+            terms: vec![c as i64; sums.len()],
+            sums,
+            sign: rows,
+            mask: None,
+        }
+    }
+
+    /// Whether the layout is consistent with `problem`: `o * taps` rows of
+    /// `planes` planes of `words` words, one shift per plane (each < 32),
+    /// `terms` and `sums` per (channel, tap), no bit past `c` set.
+    fn fits(&self, problem: &B1Dot) -> bool {
+        let rows = problem.o * problem.taps();
+        let words = problem.words();
+        let n = rows * self.planes * words;
+        let tail = if problem.c.is_multiple_of(64) {
+            0
+        } else {
+            !0u64 << (problem.c % 64)
+        };
+        let clean =
+            |v: &[u64]| words == 0 || v.chunks_exact(words).all(|r| r[words - 1] & tail == 0);
+        self.planes > 0
+            && self.shifts.len() == self.planes
+            && self.shifts.iter().all(|&k| k < 32)
+            && self.sign.len() == n
+            && self.mask.as_ref().is_none_or(|m| m.len() == n)
+            && self.terms.len() == rows
+            && self.sums.len() == rows
+            && clean(&self.sign)
+            && self.mask.as_deref().is_none_or(clean)
+    }
+
+    /// `sum_tap terms[ch][tap]`: the accumulator of channel `ch` when every
+    /// tap is in bounds and every bit agrees.
+    fn total(&self, ch: usize, taps: usize) -> i64 {
+        self.terms[ch * taps..][..taps].iter().sum()
+    }
+}
+
+/// Emits `problem` with weights `w` as one kernel reading buffer `x` and
+/// writing buffer `out`, with the micro-kernel the target gets. Returns
+/// false, emitting nothing, when there is none or the problem does not fit
+/// it; the caller then emits its scalar loops.
+pub(crate) fn try_b1_dot(
+    cx: &mut Cx,
+    problem: &B1Dot,
+    w: &PlaneWeights,
+    x: usize,
+    out: usize,
+) -> bool {
     let Some(mk) = MicroKernel::choose(cx.target, &cx.opts) else {
         return false;
     };
-    if !problem.fits() || w.len() != problem.o * problem.taps() * problem.words() {
+    if !problem.fits() || !problem.fits_kernel(&mk) || !w.fits(problem) {
+        return false;
+    }
+    // Every accumulator within [-2^30, 2^30]: |y| <= max_ch sum_tap sum_j
+    // 2^k_j nnz_j, and |pad * sums| <= terms.
+    let taps = problem.taps();
+    if (0..problem.o).any(|ch| w.total(ch, taps) > 1 << 30) {
         return false;
     }
     b1_dot::emit(cx, problem, mk, w, x, out);
     true
+}
+
+/// Emits float `conv2d` or `dense` node `v` into buffer `out` with the
+/// target's f32 micro-kernel ([`f32_conv`]) and returns true; false, emitting
+/// nothing, when none applies (the caller emits its scalar loops).
+pub(crate) fn try_f32_conv(
+    cx: &mut Cx,
+    v: bnnc_ir::ValueId,
+    out: usize,
+) -> Result<bool, super::LowerError> {
+    f32_conv::try_emit(cx, v, out)
 }
