@@ -28,16 +28,19 @@
 //! configuration must also use the micro-kernel the target gets exactly
 //! when the case is one it handles.
 
+mod common;
+
 use std::path::Path;
 
 use bnnc::compile::{compile, Backend, CompileOptions, Emit};
-use bnnc::jit::{from_words, to_words, JitModel};
-use bnnc::lower::kernel::{MicroKernel, Tile};
+use bnnc::jit::{from_words, JitModel};
+use bnnc::lower::kernel::MicroKernel;
 use bnnc::lower::LowerOptions;
 use bnnc_ir::{Model, Tensor};
 use bnnc_kir::target::{Arch, Target};
 use bnnc_kir::Scalar;
 use bnnc_train::init::{init_weights, InitOptions};
+use common::{ci, llvm_asm, run_raw, seed_of, Config};
 
 const BATCHES: [usize; 2] = [1, 7];
 
@@ -502,12 +505,6 @@ fn cases() -> Vec<Case> {
     v
 }
 
-fn seed_of(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 fn model(case: &Case) -> Model {
     let file = Path::new("kb.ir");
     let graph = bnnc_ir::text::parse(&case.src)
@@ -522,81 +519,28 @@ fn model(case: &Case) -> Model {
     Model::from_graph(graph, Some(&weights), file).unwrap()
 }
 
-/// Whether tests that need a tool fail (CI) or skip when it is missing.
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// A backend and target to run here.
-struct Config {
-    backend: Backend,
-    target: Target,
-    label: String,
-    /// A register tile other than the target's default.
-    tile: Option<Tile>,
-}
-
-impl Config {
-    fn new(backend: Backend, target: &str) -> Config {
-        Config {
-            backend,
-            target: Target::parse(target).unwrap(),
-            label: format!("{backend} {target}"),
-            tile: None,
-        }
-    }
-
-    fn tile(mut self, tile: &str) -> Config {
-        self.label = format!("{} tile {tile}", self.label);
-        self.tile = Some(tile.parse().unwrap());
-        self
-    }
-}
-
 fn configs() -> Vec<Config> {
     let host = Target::host().unwrap();
-    let mut out = Vec::new();
-    let cranelift: &[&str] = match host.arch {
+    let mut cranelift = Vec::new();
+    let targets: &[&str] = match host.arch {
         Arch::X86_64 => &["native", "x86_64+popcnt", "x86_64"],
         _ => &["native"],
     };
-    for t in cranelift {
-        out.push(Config::new(Backend::Cranelift, t));
+    for t in targets {
+        cranelift.push(Config::new(Backend::Cranelift, t));
     }
     // Tiles other than the defaults: odd pixel counts (dense rounds them
     // down to a power of two), more blocks.
     if host.arch == Arch::X86_64 {
-        out.push(Config::new(Backend::Cranelift, "x86_64+popcnt").tile("5x4"));
+        cranelift.push(Config::new(Backend::Cranelift, "x86_64+popcnt").tile("5x4"));
     }
-    out.push(Config::new(Backend::Cranelift, "native").tile("3x4"));
-    if !Backend::Llvm.available() {
-        let why = "kernels_b1: LLVM is not built in (run with --features bnnc/llvm)";
-        assert!(!ci(), "CI=true: {why}");
-        eprintln!("skipping the LLVM configurations: {why}");
-        return out;
-    }
-    if host.arch == Arch::X86_64 {
-        for cpu in ["znver4", "haswell", "x86-64-v2"] {
-            let c = Config::new(Backend::Llvm, &format!("x86_64:{cpu}"));
-            let missing = c.target.missing_on_host();
-            if missing.is_empty() {
-                if cpu == "znver4" {
-                    out.push(Config::new(Backend::Llvm, "x86_64:znver4").tile("6x4"));
-                    out.push(Config::new(Backend::Llvm, "x86_64:znver4").tile("3x8"));
-                }
-                out.push(c);
-            } else {
-                eprintln!("skipping {}: this CPU lacks {missing:?}", c.label);
-            }
-        }
-    }
-    out.push(Config {
-        backend: Backend::Llvm,
-        target: Target::native_cpu().unwrap(),
-        label: "llvm native cpu".into(),
-        tile: None,
-    });
-    out
+    cranelift.push(Config::new(Backend::Cranelift, "native").tile("3x4"));
+    common::configs(
+        "kernels_b1",
+        cranelift,
+        &["znver4", "haswell", "x86-64-v2"],
+        &["6x4", "3x8"],
+    )
 }
 
 /// The lanes of the micro-kernel the compiled model uses, if any (its packed
@@ -640,28 +584,6 @@ fn assert_batchnorm_fused(case: &Case, j: &JitModel, micro: bool) {
     );
     let affine = m.data.iter().any(|d| d.name.contains("b1dot_bn_mean"));
     assert_eq!(affine, micro, "{}: the affine epilogue", case.name);
-}
-
-/// Output buffers after a run on garbage-filled outputs and workspace.
-fn run_raw(j: &JitModel, inputs: &[Tensor], batch: usize) -> Vec<Vec<u64>> {
-    let l = &j.compiled().lowered;
-    let ins: Vec<Vec<u64>> = inputs
-        .iter()
-        .zip(&l.inputs)
-        .map(|(t, d)| to_words(t, d))
-        .collect();
-    let mut outs: Vec<Vec<u64>> = l
-        .outputs
-        .iter()
-        .map(|d| vec![0xa5a5_a5a5_a5a5_a5a5; (d.bytes(batch) as usize).div_ceil(8)])
-        .collect();
-    let ws_bytes = l.workspace.bytes(batch).unwrap() as usize;
-    let mut ws = vec![0x5a5a_5a5a_5a5a_5a5au64; ws_bytes.div_ceil(8).max(1)];
-    let in_refs: Vec<&[u64]> = ins.iter().map(Vec::as_slice).collect();
-    let mut out_refs: Vec<&mut [u64]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
-    j.run_words(&in_refs, &mut out_refs, &mut ws, batch)
-        .unwrap();
-    outs
 }
 
 #[test]
@@ -781,17 +703,6 @@ fn conv3x3_64() -> Model {
         ", padding=1, pad_value=+1",
         Epi::Thr,
     ))
-}
-
-fn llvm_asm(m: &Model, target: &str) -> String {
-    let opts = CompileOptions::new(Target::parse(target).unwrap())
-        .backend(Backend::Llvm)
-        .opt_level(0)
-        .emit([Emit::Asm]);
-    let c = compile(m, &opts).unwrap_or_else(|e| panic!("{target}: {e}"));
-    String::from_utf8(c.artifacts[&Emit::Asm].clone())
-        .unwrap()
-        .to_lowercase()
 }
 
 /// Instruction lines of an assembly listing, each with whether it lies in a

@@ -23,15 +23,17 @@
 //! bit. Each configuration must also use the micro-kernel the target gets
 //! exactly when the case is one it covers.
 
+mod common;
+
 use std::path::Path;
 
-use bnnc::compile::{compile, Backend, CompileOptions, Emit};
-use bnnc::jit::{from_words, to_words, JitModel};
+use bnnc::compile::{Backend, CompileOptions};
+use bnnc::jit::{from_words, JitModel};
 use bnnc::lower::kernel::f32_conv::F32Kernel;
-use bnnc::lower::kernel::Tile;
 use bnnc::lower::LowerOptions;
 use bnnc_ir::{ElemType, Model, Tensor, Weights};
 use bnnc_kir::target::{Arch, Target};
+use common::{ci, llvm_asm, run_raw, seed_of, Config};
 
 const BATCHES: [usize; 2] = [1, 7];
 
@@ -234,12 +236,6 @@ fn cases() -> Vec<Case> {
     v
 }
 
-fn seed_of(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 /// A small deterministic generator (splitmix64).
 struct Rng(u64);
 
@@ -323,73 +319,22 @@ fn inputs(m: &Model, batch: usize, seed: u64) -> Vec<Tensor> {
         .collect()
 }
 
-/// Whether tests that need a tool fail (CI) or skip when it is missing.
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// A backend and target to run here.
-struct Config {
-    backend: Backend,
-    target: Target,
-    label: String,
-    tile: Option<Tile>,
-}
-
-impl Config {
-    fn new(backend: Backend, target: &str) -> Config {
-        Config {
-            backend,
-            target: Target::parse(target).unwrap(),
-            label: format!("{backend} {target}"),
-            tile: None,
-        }
-    }
-
-    fn tile(mut self, tile: &str) -> Config {
-        self.label = format!("{} tile {tile}", self.label);
-        self.tile = Some(tile.parse().unwrap());
-        self
-    }
-}
-
 fn configs() -> Vec<Config> {
     let host = Target::host().unwrap();
-    let mut out = vec![Config::new(Backend::Cranelift, "native")];
+    let mut cranelift = vec![Config::new(Backend::Cranelift, "native")];
     if host.arch == Arch::X86_64 {
-        out.push(Config::new(Backend::Cranelift, "x86_64"));
+        cranelift.push(Config::new(Backend::Cranelift, "x86_64"));
     }
     // Other tiles: odd pixel counts (dense rounds them down to a power of
     // two), one block, more blocks.
-    out.push(Config::new(Backend::Cranelift, "native").tile("3x3"));
-    out.push(Config::new(Backend::Cranelift, "native").tile("1x1"));
-    if !Backend::Llvm.available() {
-        let why = "kernels_f32: LLVM is not built in (run with --features bnnc/llvm)";
-        assert!(!ci(), "CI=true: {why}");
-        eprintln!("skipping the LLVM configurations: {why}");
-        return out;
-    }
-    if host.arch == Arch::X86_64 {
-        for cpu in ["znver4", "haswell", "x86-64"] {
-            let c = Config::new(Backend::Llvm, &format!("x86_64:{cpu}"));
-            let missing = c.target.missing_on_host();
-            if missing.is_empty() {
-                if cpu == "znver4" {
-                    out.push(Config::new(Backend::Llvm, "x86_64:znver4").tile("5x2"));
-                }
-                out.push(c);
-            } else {
-                eprintln!("skipping {}: this CPU lacks {missing:?}", c.label);
-            }
-        }
-    }
-    out.push(Config {
-        backend: Backend::Llvm,
-        target: Target::native_cpu().unwrap(),
-        label: "llvm native cpu".into(),
-        tile: None,
-    });
-    out
+    cranelift.push(Config::new(Backend::Cranelift, "native").tile("3x3"));
+    cranelift.push(Config::new(Backend::Cranelift, "native").tile("1x1"));
+    common::configs(
+        "kernels_f32",
+        cranelift,
+        &["znver4", "haswell", "x86-64"],
+        &["5x2"],
+    )
 }
 
 /// The lanes of the f32 micro-kernel the compiled model uses, if any (its
@@ -403,28 +348,6 @@ fn micro_kernel_lanes(j: &JitModel) -> Option<usize> {
         .filter_map(|d| d.name.split("f32conv_w_oc").nth(1))
         .map(|l| l.split('_').next().unwrap().parse::<usize>().unwrap())
         .max()
-}
-
-/// Output buffers after a run on garbage-filled outputs and workspace.
-fn run_raw(j: &JitModel, inputs: &[Tensor], batch: usize) -> Vec<Vec<u64>> {
-    let l = &j.compiled().lowered;
-    let ins: Vec<Vec<u64>> = inputs
-        .iter()
-        .zip(&l.inputs)
-        .map(|(t, d)| to_words(t, d))
-        .collect();
-    let mut outs: Vec<Vec<u64>> = l
-        .outputs
-        .iter()
-        .map(|d| vec![0xa5a5_a5a5_a5a5_a5a5; (d.bytes(batch) as usize).div_ceil(8)])
-        .collect();
-    let ws_bytes = l.workspace.bytes(batch).unwrap() as usize;
-    let mut ws = vec![0x5a5a_5a5a_5a5a_5a5au64; ws_bytes.div_ceil(8).max(1)];
-    let in_refs: Vec<&[u64]> = ins.iter().map(Vec::as_slice).collect();
-    let mut out_refs: Vec<&mut [u64]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
-    j.run_words(&in_refs, &mut out_refs, &mut ws, batch)
-        .unwrap();
-    outs
 }
 
 /// The bits of every element of float tensors.
@@ -594,17 +517,6 @@ fn the_generated_values_detect_reordering() {
         differ > 100,
         "only {differ} of 2304 sums depend on the order"
     );
-}
-
-fn llvm_asm(m: &Model, target: &str) -> String {
-    let opts = CompileOptions::new(Target::parse(target).unwrap())
-        .backend(Backend::Llvm)
-        .opt_level(0)
-        .emit([Emit::Asm]);
-    let c = compile(m, &opts).unwrap_or_else(|e| panic!("{target}: {e}"));
-    String::from_utf8(c.artifacts[&Emit::Asm].clone())
-        .unwrap()
-        .to_lowercase()
 }
 
 /// znver4 gets zmm multiplies and adds, haswell ymm, and neither a fused
