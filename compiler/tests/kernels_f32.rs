@@ -583,3 +583,78 @@ fn f32_kernel_widths_follow_target_and_backend() {
     assert_eq!(lanes("riscv64", 512), None);
     assert_eq!(lanes("x86_64:znver4", 0), None);
 }
+
+/// `sign` of an f32 tensor packs each full 64-bit word with vector
+/// compares (`sign_bits` of a lane mask), the row's partial word element by
+/// element:
+/// bit for bit the interpreter's bits, on -0.0 and +0.0, NaN of either
+/// sign, infinities, subnormals and tiny values, channel counts 64, 128,
+/// 200 (a tail of 8) and 40 (no full word: the scalar packing), batch 1
+/// and 7, every configuration.
+#[test]
+fn sign_of_f32_packs_words_with_vector_compares() {
+    let specials = [
+        -0.0,
+        0.0,
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -f32::from_bits(1),
+        f32::from_bits(1),
+        -1e-38,
+    ];
+    let configs = configs();
+    for (name, shape, c) in [
+        ("sign_64", "64", 64),
+        ("sign_2x128", "2, 128", 128),
+        ("sign_200", "200", 200),
+        ("sign_40", "3, 40", 40),
+    ] {
+        let case = Case {
+            name: name.into(),
+            src: format!("model ks\ninput x: f32[N, {shape}]\ny = sign(x)\noutput y\n"),
+            vector: c >= 64,
+            lanes_cap: None,
+        };
+        let m = model(&case);
+        for cfg in &configs {
+            let opts = CompileOptions::new(cfg.target.clone())
+                .backend(cfg.backend)
+                .emit([]);
+            let j = JitModel::compile_with(&m, &opts).unwrap();
+            let vector = bnnc_kir::print(&j.compiled().lowered.module).contains("sign_bits(");
+            let lanes = F32Kernel::lanes(&cfg.target, cfg.backend.max_vector_bits());
+            assert_eq!(
+                vector,
+                case.vector && lanes.is_some(),
+                "{name}: {}: the vector packing",
+                cfg.label
+            );
+            for batch in BATCHES {
+                let mut ins = inputs(&m, batch, seed_of(name) ^ batch as u64);
+                for t in &mut ins {
+                    let n = t.as_f32().unwrap().len();
+                    let vals: Vec<f32> = (0..n)
+                        .map(|i| {
+                            if i % 3 == 0 {
+                                specials[(i / 3) % specials.len()]
+                            } else {
+                                t.as_f32().unwrap()[i]
+                            }
+                        })
+                        .collect();
+                    *t = Tensor::f32(t.dims.clone(), vals);
+                }
+                let want = bnnc_runtime::run(&m, &ins).unwrap();
+                let l = &j.compiled().lowered;
+                let got: Vec<Tensor> = run_raw(&j, &ins, batch)
+                    .iter()
+                    .zip(&l.outputs)
+                    .map(|(b, d)| from_words(b, d, batch))
+                    .collect();
+                assert_eq!(got, want, "{name}: {}: batch {batch}", cfg.label);
+            }
+        }
+    }
+}

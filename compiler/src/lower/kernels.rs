@@ -103,6 +103,9 @@ pub(crate) fn lower_node(cx: &mut Cx, v: ValueId, out: usize) -> R {
             ElemType::F32 | ElemType::I32 => {
                 let src = cx.operand(ins[0])?;
                 let st = cx.buf_storage(src);
+                if st == Storage::F32 && sign_f32_vector(cx, src, out) {
+                    return Ok(());
+                }
                 pack(cx, "sign", out, vec![src], move |_, p, idx, _| match st {
                     Storage::F32 => cmp(CmpOp::FLt, load(Ty::F32, at4(&p[0], idx)), f32c(0.0)),
                     _ => lt(load(Ty::I32, at4(&p[0], idx)), i32c(0)),
@@ -348,6 +351,57 @@ fn pack(
     let mut all = args;
     all.push(out);
     cx.end(fb, all);
+}
+
+/// `sign` of the f32 buffer `src` into packed bits `out` (a kernel named
+/// `sign`, as the scalar packing's), with vectors of
+/// V f32 lanes ([`kernel::f32_conv::F32Kernel::lanes`]; false, emitting
+/// nothing, when the target gets none). Each full 64-bit word of a row is
+/// `64 / V` compares `x < 0.0` (NaN and -0.0 compare false: +1, the op's
+/// contract), each lane mask turned into V bits by `sign_bits` (`kmov`,
+/// `movmsk`) at bit `k*V`; the row's last, partial word (C mod 64
+/// channels) goes element by element, its bits past C 0.
+fn sign_f32_vector(cx: &mut Cx, src: usize, out: usize) -> bool {
+    let Some(v) = kernel::f32_conv::F32Kernel::lanes(cx.target, cx.opts.max_vector_bits) else {
+        return false;
+    };
+    let ty = cx.buf_ty(out).clone();
+    let (rows, c) = rows_cols(&ty);
+    let (full, tail) = (c / 64, c % 64);
+    if full == 0 {
+        return false;
+    }
+    let wpr = Storage::words(c);
+    let (mut fb, batch, p) = cx.begin("sign", 2);
+    let ft = Ty::vec(bnnc_kir::Scalar::F32, v as u16);
+    fb.for_("n", i64c(0), samples(&ty, &batch), |fb, n| {
+        fb.for_n("r", rows, |fb, r| {
+            let row = fb.let_("row", Ty::I64, add(mul(n.clone(), c64(rows)), r));
+            fb.for_n("w", full, |fb, w| {
+                let first = add(mul(row.clone(), c64(c)), mul(w.clone(), i64c(64)));
+                let mut bits = i64c(0);
+                for k in 0..64 / v {
+                    let x = load(ft, at4(&p[0], add(first.clone(), c64(k * v))));
+                    let neg = cmp(CmpOp::FLt, x, Expr::Splat(ft, Box::new(f32c(0.0))));
+                    bits = or(bits, shl(Expr::SignBits(Box::new(neg)), c64(k * v)));
+                }
+                fb.store(at8(&p[1], add(mul(row.clone(), c64(wpr)), w)), bits);
+            });
+            if tail > 0 {
+                let mut bits = i64c(0);
+                for j in 0..tail {
+                    let x = load(
+                        Ty::F32,
+                        at4(&p[0], add(mul(row.clone(), c64(c)), c64(full * 64 + j))),
+                    );
+                    bits = or(bits, shl(flag64(cmp(CmpOp::FLt, x, f32c(0.0))), c64(j)));
+                }
+                fb.store(at8(&p[1], add(mul(row.clone(), c64(wpr)), c64(full))), bits);
+            }
+        })
+    });
+    cx.end(fb, vec![src, out]);
+    true
 }
 
 /// Elementwise map over `[rows, C]` with the channel index; `f` receives the
