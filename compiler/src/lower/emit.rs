@@ -171,3 +171,17 @@ pub fn lt(a: Expr, b: Expr) -> Expr {
 pub fn in_range(a: Expr, n: usize) -> Expr {
     cmp(CmpOp::ULt, a, i64c(n as i64))
 }
+
+/// An `i64` constant from a size.
+pub fn c64(x: usize) -> Expr {
+    i64c(x as i64)
+}
+
+/// Input row `iy = oy*sh + i*dh - top` of output row `out` and tap `k` (and
+/// likewise the column).
+pub fn tap_pos(out: &Expr, k: &Expr, stride: usize, dil: usize, pad: usize) -> Expr {
+    sub(
+        add(mul(out.clone(), c64(stride)), mul(k.clone(), c64(dil))),
+        c64(pad),
+    )
+}

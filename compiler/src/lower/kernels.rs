@@ -61,10 +61,6 @@ fn at8(p: &Expr, idx: Expr) -> Expr {
     addr(p.clone(), idx, 8)
 }
 
-fn c64(x: usize) -> Expr {
-    i64c(x as i64)
-}
-
 /// Loads element `idx` of a numeric buffer as f32 (converting i32).
 fn load_f32(storage: Storage, p: &Expr, idx: Expr) -> Expr {
     match storage {
@@ -1734,14 +1730,6 @@ fn conv_loops(
             })
         })
     });
-}
-
-/// Input row `iy = oy*sh + i*dh - top` (and likewise the column).
-fn tap_pos(out: &Expr, k: &Expr, stride: usize, dil: usize, pad: usize) -> Expr {
-    sub(
-        add(mul(out.clone(), c64(stride)), mul(k.clone(), c64(dil))),
-        c64(pad),
-    )
 }
 
 fn conv_f32(

@@ -98,13 +98,10 @@ use bnnc_kir::{CastOp, CmpOp, DataId, Expr, Scalar, Ty, UnOp, VarId};
 use super::layout::OcBlocked;
 use super::{B1Dot, DotEpilogue, MicroKernel, PlaneWeights, Samples};
 use crate::lower::emit::{
-    and, fadd, fdiv, flag64, fmul, fsub, i2f, in_range, or, shl, shru, to_i32, xor, Fb,
+    and, c64, fadd, fdiv, flag64, fmul, fsub, i2f, in_range, or, shl, shru, tap_pos, to_i32, xor,
+    Fb,
 };
 use crate::lower::{Cx, Storage};
-
-fn c64(x: usize) -> Expr {
-    i64c(x as i64)
-}
 
 fn i64_bytes(v: &[i64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -114,14 +111,6 @@ fn i64_bytes(v: &[i64]) -> Vec<u8> {
 fn uniform(v: &[i64]) -> Option<i64> {
     let first = *v.first()?;
     v.iter().all(|&x| x == first).then_some(first)
-}
-
-/// `out * stride + k * dil - pad`: the input row (or column) of tap `k`.
-fn tap_pos(out: &Expr, k: &Expr, stride: usize, dil: usize, pad: usize) -> Expr {
-    sub(
-        add(mul(out.clone(), c64(stride)), mul(k.clone(), c64(dil))),
-        c64(pad),
-    )
 }
 
 /// The `Bits` epilogue's constants, in data.

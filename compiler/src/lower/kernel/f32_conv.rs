@@ -81,12 +81,8 @@ use bnnc_kir::target::{Arch, Target};
 use bnnc_kir::{DataId, Expr, Scalar, Ty, VarId};
 
 use super::{Samples, Tile};
-use crate::lower::emit::{and, fadd, fmul, in_range, Fb};
+use crate::lower::emit::{and, c64, fadd, fmul, in_range, tap_pos, Fb};
 use crate::lower::{Cx, LowerError, LowerOptions, Storage};
-
-fn c64(x: usize) -> Expr {
-    i64c(x as i64)
-}
 
 /// A float convolution (one group) or dense layer as the kernel sees it.
 ///
@@ -140,23 +136,24 @@ impl F32Conv {
     /// the input, `lo..hi` (empty when `lo >= hi`): `o*s - pad >= 0` and
     /// `o*s + (k-1)*d - pad <= n - 1`.
     pub fn interior(&self, axis: usize) -> (usize, usize) {
-        let (n, k, out) = match axis {
-            0 => (self.h, self.kh, self.oh),
-            _ => (self.w, self.kw, self.ow),
-        };
-        let (s, d, pad) = (
-            self.stride[axis],
-            self.dilation[axis],
-            self.pad_top_left[axis],
-        );
-        let lo = pad.div_ceil(s);
-        let reach = (k - 1) * d;
-        let hi = if n - 1 + pad >= reach {
-            ((n - 1 + pad - reach) / s + 1).min(out)
-        } else {
-            0
-        };
-        (lo.min(out), hi.max(lo.min(out)))
+        match axis {
+            0 => super::interior(
+                self.h,
+                self.kh,
+                self.oh,
+                self.stride[0],
+                self.dilation[0],
+                self.pad_top_left[0],
+            ),
+            _ => super::interior(
+                self.w,
+                self.kw,
+                self.ow,
+                self.stride[1],
+                self.dilation[1],
+                self.pad_top_left[1],
+            ),
+        }
     }
 
     /// Non-empty shapes (the scalar loops handle the degenerate ones).
@@ -689,26 +686,14 @@ impl Kern<'_> {
             let iy = fb.let_(
                 "iy",
                 Ty::I64,
-                sub(
-                    add(
-                        mul(oy.clone(), c64(p.stride[0])),
-                        mul(i.clone(), c64(p.dilation[0])),
-                    ),
-                    c64(p.pad_top_left[0]),
-                ),
+                tap_pos(oy, &i, p.stride[0], p.dilation[0], p.pad_top_left[0]),
             );
             fb.if_(in_range(iy.clone(), p.h), |fb| {
                 fb.for_n("j", p.kw, |fb, j| {
                     let ix = fb.let_(
                         "ix",
                         Ty::I64,
-                        sub(
-                            add(
-                                mul(ox.clone(), c64(p.stride[1])),
-                                mul(j.clone(), c64(p.dilation[1])),
-                            ),
-                            c64(p.pad_top_left[1]),
-                        ),
+                        tap_pos(ox, &j, p.stride[1], p.dilation[1], p.pad_top_left[1]),
                     );
                     fb.if_(in_range(ix.clone(), p.w), |fb| {
                         let ipix =

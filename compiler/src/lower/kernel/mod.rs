@@ -192,23 +192,24 @@ impl B1Dot {
     /// the input, `lo..hi` (empty when `lo >= hi`): `o*s - pad >= 0` and
     /// `o*s + (k-1)*d - pad <= n - 1`.
     pub fn interior(&self, axis: usize) -> (usize, usize) {
-        let (n, k, out) = match axis {
-            0 => (self.h, self.kh, self.oh),
-            _ => (self.w, self.kw, self.ow),
-        };
-        let (s, d, pad) = (
-            self.stride[axis],
-            self.dilation[axis],
-            self.pad_top_left[axis],
-        );
-        let lo = pad.div_ceil(s);
-        let reach = (k - 1) * d;
-        let hi = if n - 1 + pad >= reach {
-            ((n - 1 + pad - reach) / s + 1).min(out)
-        } else {
-            0
-        };
-        (lo.min(out), hi.max(lo.min(out)))
+        match axis {
+            0 => interior(
+                self.h,
+                self.kh,
+                self.oh,
+                self.stride[0],
+                self.dilation[0],
+                self.pad_top_left[0],
+            ),
+            _ => interior(
+                self.w,
+                self.kw,
+                self.ow,
+                self.stride[1],
+                self.dilation[1],
+                self.pad_top_left[1],
+            ),
+        }
     }
 
     /// Whether the micro-kernels compute this problem exactly: accumulators
@@ -248,6 +249,21 @@ impl B1Dot {
         };
         self.groups == 1 || og.is_multiple_of(unit)
     }
+}
+
+/// The outputs `lo..hi` (empty when `lo >= hi`) of an axis of `n` inputs,
+/// `k` taps, stride `s`, dilation `d` and padding `pad` before it, of `out`
+/// outputs, whose every tap lies inside the input: `o*s - pad >= 0` and
+/// `o*s + (k-1)*d - pad <= n - 1`.
+fn interior(n: usize, k: usize, out: usize, s: usize, d: usize, pad: usize) -> (usize, usize) {
+    let lo = pad.div_ceil(s);
+    let reach = (k - 1) * d;
+    let hi = if n - 1 + pad >= reach {
+        ((n - 1 + pad - reach) / s + 1).min(out)
+    } else {
+        0
+    };
+    (lo.min(out), hi.max(lo.min(out)))
 }
 
 /// A register tile shape: `pixels` (P) output pixels x `blocks` (B) vectors
